@@ -1,0 +1,232 @@
+//! A small measuring harness: run a closure many times, record each call's latency in an
+//! HDR histogram, and report percentiles and throughput. Criterion was rejected because the
+//! reports must put our figures beside a raw baseline measured in the same run, as ratios.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// How long and how often to measure.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Calls made before measuring, to warm caches and branch predictors.
+    pub warmup: u64,
+    /// Calls measured.
+    pub iterations: u64,
+}
+
+impl Settings {
+    /// Quick settings for smoke runs (`--quick`).
+    pub fn quick() -> Self {
+        Self { warmup: 200, iterations: 2_000 }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { warmup: 2_000, iterations: 50_000 }
+    }
+}
+
+/// The result of one measured operation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    /// What was measured.
+    pub name: String,
+    /// Calls measured.
+    pub iterations: u64,
+    /// Mean latency in nanoseconds.
+    pub mean_ns: f64,
+    /// Median latency in nanoseconds.
+    pub p50_ns: u64,
+    /// 95th percentile latency in nanoseconds.
+    pub p95_ns: u64,
+    /// 99th percentile latency in nanoseconds.
+    pub p99_ns: u64,
+    /// Maximum latency in nanoseconds.
+    pub max_ns: u64,
+    /// Calls per second over the measured wall time.
+    pub ops_per_sec: f64,
+}
+
+/// Measures `f` call by call. Use for operations of a microsecond or more.
+pub fn measure<R>(name: &str, settings: &Settings, mut f: impl FnMut() -> R) -> Measurement {
+    for _ in 0..settings.warmup {
+        black_box(f());
+    }
+    let mut hist = new_histogram();
+    let start = Instant::now();
+    for _ in 0..settings.iterations {
+        let t = Instant::now();
+        black_box(f());
+        record(&mut hist, t.elapsed());
+    }
+    summarize(name, settings.iterations, start.elapsed(), &hist)
+}
+
+/// Measures `f` in groups of `batch` calls, dividing each group's time by `batch`. Use for
+/// operations so short (tens of nanoseconds) that reading the clock would dominate.
+pub fn measure_batched<R>(
+    name: &str,
+    settings: &Settings,
+    batch: u64,
+    mut f: impl FnMut() -> R,
+) -> Measurement {
+    let batch = batch.max(1);
+    for _ in 0..settings.warmup {
+        black_box(f());
+    }
+    let rounds = (settings.iterations / batch).max(1);
+    let mut hist = new_histogram();
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..batch {
+            black_box(f());
+        }
+        record(&mut hist, t.elapsed() / u32::try_from(batch).unwrap_or(u32::MAX));
+    }
+    summarize(name, rounds * batch, start.elapsed(), &hist)
+}
+
+/// Builds a measurement from latencies recorded elsewhere (for example by several threads).
+pub fn summarize(name: &str, iterations: u64, wall: Duration, hist: &Histogram<u64>) -> Measurement {
+    let secs = wall.as_secs_f64().max(f64::MIN_POSITIVE);
+    Measurement {
+        name: name.to_owned(),
+        iterations,
+        mean_ns: hist.mean(),
+        p50_ns: hist.value_at_quantile(0.50),
+        p95_ns: hist.value_at_quantile(0.95),
+        p99_ns: hist.value_at_quantile(0.99),
+        max_ns: hist.max(),
+        ops_per_sec: iterations as f64 / secs,
+    }
+}
+
+/// A histogram for nanosecond latencies from 1 ns to 100 s at 3 significant figures.
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts, so this cannot fail.
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Records one latency, saturating at the histogram's upper bound.
+pub fn record(hist: &mut Histogram<u64>, d: Duration) {
+    let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
+    hist.saturating_record(ns);
+}
+
+/// One comparison of ours against a baseline measured in the same run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// What is compared.
+    pub name: String,
+    /// Our figure.
+    pub ours: Measurement,
+    /// The raw baseline.
+    pub baseline: Measurement,
+    /// `ours.p50 / baseline.p50` for latencies (lower is better).
+    pub ratio_p50: f64,
+    /// The goal for `ratio_p50`, when the issue sets one.
+    pub goal: Option<f64>,
+    /// Whether the goal was met in this run (`None` without a goal).
+    pub met: Option<bool>,
+}
+
+impl Comparison {
+    /// Compares two latency measurements by their medians.
+    pub fn latency(name: &str, ours: Measurement, baseline: Measurement, goal: Option<f64>) -> Self {
+        let ratio_p50 = ours.p50_ns as f64 / (baseline.p50_ns.max(1)) as f64;
+        Self {
+            name: name.to_owned(),
+            met: goal.map(|g| ratio_p50 <= g),
+            ours,
+            baseline,
+            ratio_p50,
+            goal,
+        }
+    }
+}
+
+/// A section of the report: free-form figures plus measurements and comparisons.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Section {
+    /// Section title, such as `codec`.
+    pub title: String,
+    /// Plain measurements.
+    pub measurements: Vec<Measurement>,
+    /// Comparisons against baselines.
+    pub comparisons: Vec<Comparison>,
+    /// Other named figures (ratios, sizes, counts).
+    pub figures: Vec<(String, f64)>,
+}
+
+impl Section {
+    /// Starts an empty section.
+    pub fn new(title: &str) -> Self {
+        Self { title: title.to_owned(), ..Self::default() }
+    }
+
+    /// Renders the section as Markdown tables.
+    pub fn to_markdown(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = format!("## {}\n\n", self.title);
+        if !self.measurements.is_empty() {
+            out.push_str("| operation | p50 | p95 | p99 | mean | ops/s |\n|---|---:|---:|---:|---:|---:|\n");
+            for m in &self.measurements {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {:.0} |",
+                    m.name,
+                    fmt_ns(m.p50_ns as f64),
+                    fmt_ns(m.p95_ns as f64),
+                    fmt_ns(m.p99_ns as f64),
+                    fmt_ns(m.mean_ns),
+                    m.ops_per_sec
+                );
+            }
+            out.push('\n');
+        }
+        if !self.comparisons.is_empty() {
+            out.push_str("| comparison | ours p50 | baseline p50 | ratio | goal | met |\n|---|---:|---:|---:|---:|---|\n");
+            for c in &self.comparisons {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {:.2}x | {} | {} |",
+                    c.name,
+                    fmt_ns(c.ours.p50_ns as f64),
+                    fmt_ns(c.baseline.p50_ns as f64),
+                    c.ratio_p50,
+                    c.goal.map_or_else(|| "-".to_owned(), |g| format!("<= {g:.2}x")),
+                    match c.met {
+                        Some(true) => "yes",
+                        Some(false) => "NO",
+                        None => "-",
+                    }
+                );
+            }
+            out.push('\n');
+        }
+        if !self.figures.is_empty() {
+            out.push_str("| figure | value |\n|---|---:|\n");
+            for (name, value) in &self.figures {
+                let _ = writeln!(out, "| {name} | {value:.3} |");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Formats nanoseconds with a readable unit.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns >= 1_000_000.0 {
+        format!("{:.2} ms", ns / 1_000_000.0)
+    } else if ns >= 1_000.0 {
+        format!("{:.2} us", ns / 1_000.0)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
