@@ -10,16 +10,16 @@ use serde::Serialize;
 
 /// How long and how often to measure.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Calls made before measuring, to warm caches and branch predictors.
-    pub warmup: u64,
+    pub(crate) warmup: u64,
     /// Calls measured.
-    pub iterations: u64,
+    pub(crate) iterations: u64,
 }
 
 impl Settings {
     /// Quick settings for smoke runs (`--quick`).
-    pub fn quick() -> Self {
+    pub(crate) fn quick() -> Self {
         Self { warmup: 200, iterations: 2_000 }
     }
 }
@@ -32,13 +32,13 @@ impl Default for Settings {
 
 /// The result of one measured operation.
 #[derive(Clone, Debug, Serialize)]
-pub struct Measurement {
+pub(crate) struct Measurement {
     /// What was measured.
-    pub name: String,
+    pub(crate) name: String,
     /// Calls measured.
-    pub iterations: u64,
+    pub(crate) iterations: u64,
     /// Mean latency in nanoseconds.
-    pub mean_ns: f64,
+    pub(crate) mean_ns: f64,
     /// Median latency in nanoseconds.
     pub p50_ns: u64,
     /// 95th percentile latency in nanoseconds.
@@ -46,13 +46,13 @@ pub struct Measurement {
     /// 99th percentile latency in nanoseconds.
     pub p99_ns: u64,
     /// Maximum latency in nanoseconds.
-    pub max_ns: u64,
+    pub(crate) max_ns: u64,
     /// Calls per second over the measured wall time.
-    pub ops_per_sec: f64,
+    pub(crate) ops_per_sec: f64,
 }
 
 /// Measures `f` call by call. Use for operations of a microsecond or more.
-pub fn measure<R>(name: &str, settings: &Settings, mut f: impl FnMut() -> R) -> Measurement {
+pub(crate) fn measure<R>(name: &str, settings: &Settings, mut f: impl FnMut() -> R) -> Measurement {
     for _ in 0..settings.warmup {
         black_box(f());
     }
@@ -68,7 +68,7 @@ pub fn measure<R>(name: &str, settings: &Settings, mut f: impl FnMut() -> R) -> 
 
 /// Measures `f` in groups of `batch` calls, dividing each group's time by `batch`. Use for
 /// operations so short (tens of nanoseconds) that reading the clock would dominate.
-pub fn measure_batched<R>(
+pub(crate) fn measure_batched<R>(
     name: &str,
     settings: &Settings,
     batch: u64,
@@ -92,7 +92,12 @@ pub fn measure_batched<R>(
 }
 
 /// Builds a measurement from latencies recorded elsewhere (for example by several threads).
-pub fn summarize(name: &str, iterations: u64, wall: Duration, hist: &Histogram<u64>) -> Measurement {
+pub(crate) fn summarize(
+    name: &str,
+    iterations: u64,
+    wall: Duration,
+    hist: &Histogram<u64>,
+) -> Measurement {
     let secs = wall.as_secs_f64().max(f64::MIN_POSITIVE);
     Measurement {
         name: name.to_owned(),
@@ -107,37 +112,42 @@ pub fn summarize(name: &str, iterations: u64, wall: Duration, hist: &Histogram<u
 }
 
 /// A histogram for nanosecond latencies from 1 ns to 100 s at 3 significant figures.
-pub fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // The bounds are constants that hdrhistogram accepts, so this cannot fail.
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
 /// Records one latency, saturating at the histogram's upper bound.
-pub fn record(hist: &mut Histogram<u64>, d: Duration) {
+pub(crate) fn record(hist: &mut Histogram<u64>, d: Duration) {
     let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
     hist.saturating_record(ns);
 }
 
 /// One comparison of ours against a baseline measured in the same run.
 #[derive(Clone, Debug, Serialize)]
-pub struct Comparison {
+pub(crate) struct Comparison {
     /// What is compared.
-    pub name: String,
+    pub(crate) name: String,
     /// Our figure.
-    pub ours: Measurement,
+    pub(crate) ours: Measurement,
     /// The raw baseline.
-    pub baseline: Measurement,
+    pub(crate) baseline: Measurement,
     /// `ours.p50 / baseline.p50` for latencies (lower is better).
     pub ratio_p50: f64,
     /// The goal for `ratio_p50`, when the issue sets one.
-    pub goal: Option<f64>,
+    pub(crate) goal: Option<f64>,
     /// Whether the goal was met in this run (`None` without a goal).
-    pub met: Option<bool>,
+    pub(crate) met: Option<bool>,
 }
 
 impl Comparison {
     /// Compares two latency measurements by their medians.
-    pub fn latency(name: &str, ours: Measurement, baseline: Measurement, goal: Option<f64>) -> Self {
+    pub(crate) fn latency(
+        name: &str,
+        ours: Measurement,
+        baseline: Measurement,
+        goal: Option<f64>,
+    ) -> Self {
         let ratio_p50 = ours.p50_ns as f64 / (baseline.p50_ns.max(1)) as f64;
         Self {
             name: name.to_owned(),
@@ -152,29 +162,31 @@ impl Comparison {
 
 /// A section of the report: free-form figures plus measurements and comparisons.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Section {
+pub(crate) struct Section {
     /// Section title, such as `codec`.
-    pub title: String,
+    pub(crate) title: String,
     /// Plain measurements.
-    pub measurements: Vec<Measurement>,
+    pub(crate) measurements: Vec<Measurement>,
     /// Comparisons against baselines.
-    pub comparisons: Vec<Comparison>,
+    pub(crate) comparisons: Vec<Comparison>,
     /// Other named figures (ratios, sizes, counts).
-    pub figures: Vec<(String, f64)>,
+    pub(crate) figures: Vec<(String, f64)>,
 }
 
 impl Section {
     /// Starts an empty section.
-    pub fn new(title: &str) -> Self {
+    pub(crate) fn new(title: &str) -> Self {
         Self { title: title.to_owned(), ..Self::default() }
     }
 
     /// Renders the section as Markdown tables.
-    pub fn to_markdown(&self) -> String {
+    pub(crate) fn to_markdown(&self) -> String {
         use std::fmt::Write as _;
         let mut out = format!("## {}\n\n", self.title);
         if !self.measurements.is_empty() {
-            out.push_str("| operation | p50 | p95 | p99 | mean | ops/s |\n|---|---:|---:|---:|---:|---:|\n");
+            out.push_str(
+                "| operation | p50 | p95 | p99 | mean | ops/s |\n|---|---:|---:|---:|---:|---:|\n",
+            );
             for m in &self.measurements {
                 let _ = writeln!(
                     out,
@@ -221,7 +233,7 @@ impl Section {
 }
 
 /// Formats nanoseconds with a readable unit.
-pub fn fmt_ns(ns: f64) -> String {
+pub(crate) fn fmt_ns(ns: f64) -> String {
     if ns >= 1_000_000.0 {
         format!("{:.2} ms", ns / 1_000_000.0)
     } else if ns >= 1_000.0 {

@@ -23,9 +23,14 @@ fn main() -> anyhow::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => settings = Settings::quick(),
-            "--output" => output = PathBuf::from(args.next().context("--output needs a directory")?),
+            "--output" => {
+                output = PathBuf::from(args.next().context("--output needs a directory")?)
+            }
             "--help" | "-h" => {
-                println!("usage: swarm-bench [--quick] [--output DIR] [SUITE...]\nsuites: {}", SUITES.join(" "));
+                println!(
+                    "usage: swarm-bench [--quick] [--output DIR] [SUITE...]\nsuites: {}",
+                    SUITES.join(" ")
+                );
                 return Ok(());
             }
             s if s.starts_with('-') => bail!("unknown option {s}"),
