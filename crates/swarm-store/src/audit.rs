@@ -1,0 +1,289 @@
+//! The tamper-evident audit trail: an append-only hash chain and its verification.
+//!
+//! Row `n` stores `prev_hash` (the hash of row `n-1`, or 32 zero bytes for row 1) and
+//! `hash = BLAKE3(prev_hash || canonical(row n))`; see docs/FORMAT.md. Editing a row breaks
+//! its hash; removing one leaves a gap in `seq` or breaks the next row's `prev_hash`;
+//! inserting one breaks `prev_hash`; removing the newest rows disagrees with the head
+//! recorded in `meta`. The chain is unkeyed: someone able to run arbitrary SQL *and*
+//! recompute every later hash is caught only by comparing the head with a copy kept
+//! elsewhere, which is why [`VerifyReport`] prints the head.
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::txn::GroupState;
+
+/// The `prev_hash` of the first row.
+pub(crate) const GENESIS: [u8; 32] = [0; 32];
+
+const INSERT: &str = "INSERT INTO audit_log \
+    (seq, at, actor, action, resource_type, resource, swarm_id, outcome, detail, prev_hash, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+/// The outcome column of an audit row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Done.
+    Ok,
+    /// Refused by access control.
+    Denied,
+    /// Refused by a failed compare-and-set or a concurrent claim.
+    Conflict,
+    /// Failed otherwise.
+    Error,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Denied => "denied",
+            Outcome::Conflict => "conflict",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// One audit row before it is chained.
+#[derive(Clone, Debug)]
+pub(crate) struct AuditEntry {
+    pub(crate) at: i64,
+    pub(crate) actor: String,
+    pub(crate) action: &'static str,
+    pub(crate) resource_type: &'static str,
+    pub(crate) resource: String,
+    pub(crate) swarm: Option<String>,
+    pub(crate) outcome: Outcome,
+    /// A JSON object, never carrying a value or a secret.
+    pub(crate) detail: String,
+}
+
+/// The chained hash of a row.
+fn row_hash(prev: &[u8; 32], seq: u64, e: &AuditEntryRef<'_>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"swarm-memory audit v1\0");
+    h.update(prev);
+    h.update(&seq.to_be_bytes());
+    h.update(&e.at.to_be_bytes());
+    for field in [e.actor, e.action, e.resource_type, e.resource] {
+        put(&mut h, field);
+    }
+    match e.swarm {
+        Some(s) => {
+            h.update(&[1]);
+            put(&mut h, s);
+        }
+        None => {
+            h.update(&[0]);
+        }
+    }
+    put(&mut h, e.outcome);
+    put(&mut h, e.detail);
+    *h.finalize().as_bytes()
+}
+
+fn put(h: &mut blake3::Hasher, s: &str) {
+    h.update(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
+    h.update(s.as_bytes());
+}
+
+/// The fields of a row as hashed, borrowed either from an entry or from a stored row.
+struct AuditEntryRef<'a> {
+    at: i64,
+    actor: &'a str,
+    action: &'a str,
+    resource_type: &'a str,
+    resource: &'a str,
+    swarm: Option<&'a str>,
+    outcome: &'a str,
+    detail: &'a str,
+}
+
+pub(crate) fn append(
+    conn: &Connection,
+    state: &mut GroupState,
+    e: &AuditEntry,
+) -> rusqlite::Result<()> {
+    let seq = state.audit_seq + 1;
+    let r = AuditEntryRef {
+        at: e.at,
+        actor: &e.actor,
+        action: e.action,
+        resource_type: e.resource_type,
+        resource: &e.resource,
+        swarm: e.swarm.as_deref(),
+        outcome: e.outcome.as_str(),
+        detail: &e.detail,
+    };
+    let hash = row_hash(&state.audit_hash, seq, &r);
+    conn.prepare_cached(INSERT)?.execute(params![
+        i64::try_from(seq).unwrap_or(i64::MAX),
+        e.at,
+        e.actor,
+        e.action,
+        e.resource_type,
+        e.resource,
+        e.swarm,
+        r.outcome,
+        e.detail,
+        &state.audit_hash[..],
+        &hash[..],
+    ])?;
+    state.audit_seq = seq;
+    state.audit_hash = hash;
+    Ok(())
+}
+
+/// Audit rows produced outside a write transaction (denied reads), waiting for the next
+/// commit group so that reads never wait for the write lock.
+#[derive(Debug, Default)]
+pub(crate) struct PendingAudit {
+    entries: Mutex<Vec<AuditEntry>>,
+}
+
+impl PendingAudit {
+    /// Most rows held; beyond it the oldest are counted as lost rather than growing
+    /// memory without bound under a flood of denied reads.
+    const MAX: usize = 100_000;
+
+    pub(crate) fn push(&self, e: AuditEntry) {
+        let mut v = self.entries.lock();
+        if v.len() < Self::MAX {
+            v.push(e);
+        } else {
+            tracing::warn!("audit queue full; a denied read was not audited");
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.lock().is_empty()
+    }
+
+    /// Appends every queued row to the chain inside the current transaction. On error the
+    /// rows go back to the queue.
+    pub(crate) fn drain_into(
+        &self,
+        conn: &Connection,
+        state: &mut GroupState,
+    ) -> rusqlite::Result<()> {
+        let taken = std::mem::take(&mut *self.entries.lock());
+        for (i, e) in taken.iter().enumerate() {
+            if let Err(err) = append(conn, state, e) {
+                let mut v = self.entries.lock();
+                let rest: Vec<AuditEntry> = taken[i..].to_vec();
+                v.splice(0..0, rest);
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Rows checked.
+    pub rows: u64,
+    /// The newest row's sequence number and hash (hex): keep a copy elsewhere to detect a
+    /// wholesale rewrite of the chain.
+    pub head: Option<(u64, String)>,
+    /// The first problem, if any.
+    pub problem: Option<ChainProblem>,
+}
+
+impl VerifyReport {
+    /// Whether the chain is intact.
+    pub fn is_intact(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// The first break found in the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChainProblem {
+    /// The row's content no longer matches its hash.
+    Edited {
+        /// The row.
+        seq: u64,
+    },
+    /// Rows are missing before this one.
+    Removed {
+        /// The first missing sequence number.
+        seq: u64,
+    },
+    /// The row does not follow its predecessor: inserted, reordered, or its predecessor
+    /// was replaced.
+    Inserted {
+        /// The row.
+        seq: u64,
+    },
+    /// The newest rows were removed: the recorded head is beyond the last row.
+    Truncated {
+        /// The last row present.
+        last: u64,
+        /// The head recorded in meta.
+        recorded: u64,
+    },
+}
+
+/// Walks the whole chain from row 1 and reports the first break.
+pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, at, actor, action, resource_type, resource, swarm_id, outcome, detail, prev_hash, hash \
+         FROM audit_log ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut expected_seq: u64 = 1;
+    let mut prev = GENESIS;
+    let mut count = 0u64;
+    let mut head = None;
+    while let Some(row) = rows.next()? {
+        let seq = u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0);
+        let actor: String = row.get(2)?;
+        let action: String = row.get(3)?;
+        let resource_type: String = row.get(4)?;
+        let resource: String = row.get(5)?;
+        let swarm: Option<String> = row.get(6)?;
+        let outcome: String = row.get(7)?;
+        let detail: String = row.get(8)?;
+        let stored_prev: Vec<u8> = row.get(9)?;
+        let stored_hash: Vec<u8> = row.get(10)?;
+        count += 1;
+        let report = |problem| VerifyReport { rows: count, head: None, problem: Some(problem) };
+        if seq > expected_seq {
+            return Ok(report(ChainProblem::Removed { seq: expected_seq }));
+        }
+        if seq < expected_seq || stored_prev.as_slice() != prev {
+            return Ok(report(ChainProblem::Inserted { seq }));
+        }
+        let r = AuditEntryRef {
+            at: row.get(1)?,
+            actor: &actor,
+            action: &action,
+            resource_type: &resource_type,
+            resource: &resource,
+            swarm: swarm.as_deref(),
+            outcome: &outcome,
+            detail: &detail,
+        };
+        let hash = row_hash(&prev, seq, &r);
+        if stored_hash.as_slice() != hash {
+            return Ok(report(ChainProblem::Edited { seq }));
+        }
+        prev = hash;
+        expected_seq = seq + 1;
+        head = Some((seq, hex::encode(hash)));
+    }
+    let recorded: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| r.get(0))
+        .optional()?;
+    let last = expected_seq - 1;
+    let problem = match recorded.and_then(|r| u64::try_from(r).ok()) {
+        Some(recorded) if recorded > last => Some(ChainProblem::Truncated { last, recorded }),
+        _ => None,
+    };
+    Ok(VerifyReport { rows: count, head, problem })
+}

@@ -1,0 +1,240 @@
+//! Configuration of a [`crate::Store`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarm_acl::AclLevel;
+use swarm_codec::{CodecConfig, Keyring};
+
+use crate::clock::{Clock, SystemClock};
+
+/// Where the database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A file; created if missing.
+    File(PathBuf),
+    /// A private in-memory database shared by this store's connections (SQLite's memdb
+    /// VFS), gone when the store is dropped.
+    Memory,
+}
+
+/// How hard a commit tries to survive failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a commit survives a crash of the process, but the
+    /// last transactions may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is on stable storage before it returns; survives
+    /// power loss, at the cost of an fsync per commit group.
+    Full,
+}
+
+impl Durability {
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        }
+    }
+}
+
+/// Size limits checked on every write, each with a clear error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest key, in bytes (default 1024).
+    pub max_key_len: usize,
+    /// Longest namespace, in bytes (default 256).
+    pub max_namespace_len: usize,
+    /// Largest value, in bytes of plaintext (default 4 MiB).
+    pub max_value_len: usize,
+    /// Most items in one `mset` or `mget` (default 1000).
+    pub max_batch: usize,
+    /// Most tags on a record (default 32).
+    pub max_tags: usize,
+    /// Longest tag, in bytes (default 64).
+    pub max_tag_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_key_len: 1024,
+            max_namespace_len: 256,
+            max_value_len: 4 * 1024 * 1024,
+            max_batch: 1000,
+            max_tags: 32,
+            max_tag_len: 64,
+        }
+    }
+}
+
+/// Everything a store needs to open. Built from [`StoreConfig::file`] or
+/// [`StoreConfig::memory`] and refined with the `with_*` methods.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub(crate) location: Location,
+    pub(crate) durability: Durability,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) cache_size_kib: u32,
+    pub(crate) mmap_size: u64,
+    pub(crate) readers: u32,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) keyring: Option<Arc<Keyring>>,
+    pub(crate) codec: CodecConfig,
+    pub(crate) encrypt_up_to: Option<AclLevel>,
+    pub(crate) limits: Limits,
+    pub(crate) acl_cache_ttl_ms: i64,
+    pub(crate) audit_reads: bool,
+    pub(crate) sweep_interval: Option<Duration>,
+    pub(crate) sweep_batch: u32,
+    pub(crate) max_group: usize,
+    pub(crate) create: bool,
+}
+
+impl StoreConfig {
+    /// A store on the file at `path` (created unless [`StoreConfig::must_exist`]).
+    pub fn file(path: impl AsRef<Path>) -> Self {
+        Self::new(Location::File(path.as_ref().to_path_buf()))
+    }
+
+    /// A store in memory, private to this process and gone when dropped.
+    pub fn memory() -> Self {
+        Self::new(Location::Memory)
+    }
+
+    fn new(location: Location) -> Self {
+        Self {
+            location,
+            durability: Durability::Normal,
+            busy_timeout: Duration::from_secs(5),
+            cache_size_kib: 64 * 1024,
+            mmap_size: 256 * 1024 * 1024,
+            readers: 4,
+            clock: Arc::new(SystemClock),
+            keyring: None,
+            codec: CodecConfig::default(),
+            encrypt_up_to: Some(AclLevel::Team),
+            limits: Limits::default(),
+            acl_cache_ttl_ms: swarm_acl::AclCache::<String, ()>::DEFAULT_TTL_MS,
+            audit_reads: false,
+            sweep_interval: Some(Duration::from_secs(5)),
+            sweep_batch: 1000,
+            max_group: 256,
+            create: true,
+        }
+    }
+
+    /// Commit durability (default [`Durability::Normal`]).
+    pub fn with_durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
+    /// How long one attempt waits for another process's lock (default 5 s).
+    pub fn with_busy_timeout(mut self, t: Duration) -> Self {
+        self.busy_timeout = t;
+        self
+    }
+
+    /// Page cache per connection, in KiB (default 64 MiB).
+    pub fn with_cache_size_kib(mut self, kib: u32) -> Self {
+        self.cache_size_kib = kib;
+        self
+    }
+
+    /// Requested memory-mapped I/O size in bytes (default 256 MiB). SQLite clamps it to
+    /// its compile-time maximum; the store reports the effective value.
+    pub fn with_mmap_size(mut self, bytes: u64) -> Self {
+        self.mmap_size = bytes;
+        self
+    }
+
+    /// Number of pooled read connections (default 4, at least 1).
+    pub fn with_readers(mut self, n: u32) -> Self {
+        self.readers = n;
+        self
+    }
+
+    /// The clock (default the system clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The keyring encrypted values are sealed and opened with.
+    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// Codec settings (cipher, compression threshold, decode bound).
+    pub fn with_codec(mut self, codec: CodecConfig) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Records at this level and below are encrypted (default [`AclLevel::Team`]: private
+    /// and team records); `None` stores every level in plaintext.
+    pub fn with_encrypt_up_to(mut self, level: Option<AclLevel>) -> Self {
+        self.encrypt_up_to = level;
+        self
+    }
+
+    /// Size limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Time to live of cached principals (default five minutes, as in the seed). Grants,
+    /// revokes and membership changes invalidate entries at once regardless.
+    pub fn with_acl_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.acl_cache_ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Also audit successful reads (default off: writes, deletes and denials are always
+    /// audited).
+    pub fn with_audit_reads(mut self, on: bool) -> Self {
+        self.audit_reads = on;
+        self
+    }
+
+    /// How often the background sweeper deletes expired records (default 5 s); `None`
+    /// runs no sweeper (expired records are still never returned).
+    pub fn with_sweep_interval(mut self, every: Option<Duration>) -> Self {
+        self.sweep_interval = every;
+        self
+    }
+
+    /// Most rows one sweep transaction deletes (default 1000), so a sweep never holds the
+    /// write lock for long.
+    pub fn with_sweep_batch(mut self, n: u32) -> Self {
+        self.sweep_batch = n;
+        self
+    }
+
+    /// Most write batches grouped into one transaction (default 256).
+    pub fn with_max_group(mut self, n: usize) -> Self {
+        self.max_group = n;
+        self
+    }
+
+    /// Refuse to create the database: opening a missing file is an error.
+    pub fn must_exist(mut self) -> Self {
+        self.create = false;
+        self
+    }
+
+    /// Where the database lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}

@@ -1,0 +1,330 @@
+//! The single write path: group commit by leader election.
+//!
+//! Callers queue jobs. The first caller to find no leader becomes the leader: it takes
+//! every queued job (up to `max_group`), runs them in one `BEGIN IMMEDIATE` transaction,
+//! each inside its own savepoint so one failing job does not undo the others, commits
+//! once, and hands every caller its own result. Jobs queued meanwhile form the next group,
+//! led by one of their callers. With no contention a write runs on its caller's thread
+//! with no hand-off at all; under contention the commit cost is shared by the group.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+use rusqlite::Connection;
+
+use crate::audit::PendingAudit;
+use crate::error::{Result, StoreError};
+use crate::retry::{RetryPolicy, with_busy_retry};
+use crate::txn::{GroupState, WriteCtx};
+
+/// What a job tells the leader when it has run: whether its changes stay, and how to hand
+/// its caller the result once the commit outcome is known.
+pub(crate) struct Finish {
+    ok: bool,
+    deliver: Box<dyn FnOnce(Option<&StoreError>) + Send>,
+}
+
+/// What a job is given: a transaction to work in, or the reason it cannot run.
+pub(crate) enum JobInput<'a, 'c> {
+    Run(&'a mut WriteCtx<'c>),
+    Abort(StoreError),
+}
+
+pub(crate) type Job = Box<dyn for<'a, 'c> FnOnce(JobInput<'a, 'c>) -> Finish + Send>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Waiting,
+    Done,
+    Lead,
+}
+
+struct Pending {
+    job: Mutex<Option<Job>>,
+    signal: Mutex<Signal>,
+    cv: Condvar,
+}
+
+impl Pending {
+    fn set(&self, s: Signal) {
+        *self.signal.lock() = s;
+        self.cv.notify_one();
+    }
+}
+
+struct Queue {
+    jobs: VecDeque<Arc<Pending>>,
+    leader: bool,
+    closed: bool,
+}
+
+/// Counters of the write path.
+#[derive(Debug, Default)]
+pub(crate) struct WriterStats {
+    pub(crate) groups: AtomicU64,
+    pub(crate) jobs: AtomicU64,
+    pub(crate) busy_retries: AtomicU64,
+    pub(crate) failed_commits: AtomicU64,
+}
+
+pub(crate) struct Writer {
+    queue: Mutex<Queue>,
+    conn: Mutex<Option<Connection>>,
+    max_group: usize,
+    retry: RetryPolicy,
+    pub(crate) stats: WriterStats,
+    /// Audit rows produced outside a write (denied reads), appended by the next group.
+    pending_audit: Arc<PendingAudit>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        max_group: usize,
+        retry: RetryPolicy,
+        pending_audit: Arc<PendingAudit>,
+    ) -> Self {
+        Self {
+            queue: Mutex::new(Queue { jobs: VecDeque::new(), leader: false, closed: false }),
+            conn: Mutex::new(Some(conn)),
+            max_group: max_group.max(1),
+            retry,
+            stats: WriterStats::default(),
+            pending_audit,
+        }
+    }
+
+    /// Runs `f` in a write transaction shared with whatever else is queued, and returns
+    /// its result once the transaction has committed. An `Err` from `f` rolls back `f`'s
+    /// changes only; a failed commit turns every result of the group into that error.
+    pub(crate) fn run<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: for<'c> FnOnce(&mut WriteCtx<'c>) -> Result<R> + Send + 'static,
+    {
+        let slot: Arc<Mutex<Option<Result<R>>>> = Arc::new(Mutex::new(None));
+        let out = Arc::clone(&slot);
+        let job: Job = Box::new(move |input| {
+            let result = match input {
+                JobInput::Run(ctx) => f(ctx),
+                JobInput::Abort(e) => Err(e),
+            };
+            let ok = result.is_ok();
+            Finish {
+                ok,
+                deliver: Box::new(move |commit_error| {
+                    let result = match (result, commit_error) {
+                        (Ok(_), Some(e)) => Err(duplicate(e)),
+                        (r, _) => r,
+                    };
+                    *out.lock() = Some(result);
+                }),
+            }
+        });
+        self.submit(job)?;
+        let result = slot.lock().take();
+        // An empty slot means the job panicked before producing a result.
+        result.unwrap_or_else(|| {
+            Err(StoreError::Corrupt("internal error: a write job panicked".into()))
+        })
+    }
+
+    fn submit(&self, job: Job) -> Result<()> {
+        let pending = Arc::new(Pending {
+            job: Mutex::new(Some(job)),
+            signal: Mutex::new(Signal::Waiting),
+            cv: Condvar::new(),
+        });
+        let lead = {
+            let mut q = self.queue.lock();
+            if q.closed {
+                return Err(StoreError::Closed);
+            }
+            q.jobs.push_back(Arc::clone(&pending));
+            if q.leader {
+                false
+            } else {
+                q.leader = true;
+                true
+            }
+        };
+        if !lead {
+            let mut s = pending.signal.lock();
+            while *s == Signal::Waiting {
+                pending.cv.wait(&mut s);
+            }
+            if *s == Signal::Done {
+                return Ok(());
+            }
+            // Signal::Lead: the previous leader handed over; our job is still queued.
+        }
+        self.lead(&pending);
+        Ok(())
+    }
+
+    /// Runs groups until our own job is done, then hands leadership to a waiting caller
+    /// (or gives it up when nobody waits).
+    fn lead(&self, mine: &Arc<Pending>) {
+        loop {
+            let group: Vec<Arc<Pending>> = {
+                let mut q = self.queue.lock();
+                let n = q.jobs.len().min(self.max_group);
+                q.jobs.drain(..n).collect()
+            };
+            if !group.is_empty() {
+                self.execute(&group);
+            }
+            let mut q = self.queue.lock();
+            let mine_done = *mine.signal.lock() == Signal::Done;
+            if mine_done || group.is_empty() {
+                match q.jobs.front() {
+                    Some(next) => next.set(Signal::Lead),
+                    None => q.leader = false,
+                }
+                return;
+            }
+        }
+    }
+
+    fn execute(&self, group: &[Arc<Pending>]) {
+        let mut conn_guard = self.conn.lock();
+        let Some(conn) = conn_guard.as_mut() else {
+            let finishes = group
+                .iter()
+                .filter_map(|p| p.job.lock().take())
+                .map(|j| j(JobInput::Abort(StoreError::Closed)));
+            let finishes: Vec<Finish> = finishes.collect();
+            drop(conn_guard);
+            self.deliver(group, finishes, None);
+            return;
+        };
+        self.stats.groups.fetch_add(1, Ordering::Relaxed);
+        self.stats.jobs.fetch_add(group.len() as u64, Ordering::Relaxed);
+        let begun = with_busy_retry(&self.retry, &self.stats.busy_retries, || {
+            conn.execute_batch("BEGIN IMMEDIATE")
+        })
+        .and_then(|()| GroupState::begin(conn));
+        let mut state = match begun {
+            Ok(state) => state,
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                drop(conn_guard);
+                let err = StoreError::from(e);
+                let finishes: Vec<Finish> = group
+                    .iter()
+                    .filter_map(|p| p.job.lock().take())
+                    .map(|j| j(JobInput::Abort(duplicate(&err))))
+                    .collect();
+                self.deliver(group, finishes, None);
+                return;
+            }
+        };
+        let single = group.len() == 1;
+        let mut finishes: Vec<Finish> = Vec::with_capacity(group.len());
+        for p in group {
+            let Some(job) = p.job.lock().take() else { continue };
+            if !single && let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                finishes.push(job(JobInput::Abort(StoreError::from(e))));
+                continue;
+            }
+            let mark = state.mark();
+            let mut ctx = WriteCtx::new(conn, &mut state);
+            let finish = catch_unwind(AssertUnwindSafe(|| job(JobInput::Run(&mut ctx))))
+                .unwrap_or_else(|_| {
+                    tracing::error!("a write job panicked; its changes are rolled back");
+                    Finish { ok: false, deliver: Box::new(|_| {}) }
+                });
+            if finish.ok {
+                if !single && let Err(e) = conn.execute_batch("RELEASE job") {
+                    // Only a broken connection gets here: fail the whole group.
+                    let _ = conn.execute_batch("ROLLBACK");
+                    finishes.push(finish);
+                    drop(conn_guard);
+                    self.deliver(group, finishes, Some(&StoreError::from(e)));
+                    return;
+                }
+            } else {
+                state.rewind(mark);
+                if single {
+                    let _ = conn.execute_batch("ROLLBACK");
+                } else {
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                }
+            }
+            finishes.push(finish);
+        }
+        let commit = if conn.is_autocommit() {
+            // A single failed job already rolled back; queued audit rows wait for the next group.
+            Ok(())
+        } else {
+            // Audit rows of denied reads join here, after the jobs, so that no job's
+            // rollback can take them along.
+            self.pending_audit
+                .drain_into(conn, &mut state)
+                .and_then(|()| state.finish(conn))
+                .and_then(|()| conn.execute_batch("COMMIT"))
+                .map_err(StoreError::from)
+        };
+        match commit {
+            Ok(()) => {
+                drop(conn_guard);
+                state.run_after_commit();
+                self.deliver(group, finishes, None);
+            }
+            Err(e) => {
+                self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                if let Some(conn) = conn_guard.as_mut()
+                    && !conn.is_autocommit()
+                {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                drop(conn_guard);
+                self.deliver(group, finishes, Some(&e));
+            }
+        }
+    }
+
+    fn deliver(
+        &self,
+        group: &[Arc<Pending>],
+        finishes: Vec<Finish>,
+        commit_error: Option<&StoreError>,
+    ) {
+        for f in finishes {
+            (f.deliver)(commit_error);
+        }
+        for p in group {
+            p.set(Signal::Done);
+        }
+    }
+
+    /// Refuses new jobs, lets the current group finish, and returns the connection.
+    pub(crate) fn close(&self) -> Option<Connection> {
+        self.queue.lock().closed = true;
+        // Jobs already queued still run: wait until no leader is active.
+        loop {
+            {
+                let q = self.queue.lock();
+                if !q.leader && q.jobs.is_empty() {
+                    break;
+                }
+            }
+            std::thread::yield_now();
+        }
+        self.conn.lock().take()
+    }
+}
+
+/// Copies an error for each caller of a failed group (errors are not `Clone`).
+fn duplicate(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Busy => StoreError::Busy,
+        StoreError::Closed => StoreError::Closed,
+        other => StoreError::Database(other.to_string()),
+    }
+}

@@ -1,0 +1,564 @@
+//! The memory API's behaviour: values and types, versions and compare-and-set, TTL,
+//! atomic counters, batches, key patterns, encryption at rest.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarm_acl::{AclLevel, Identity};
+use swarm_store::{
+    ChangeFilter, Expect, KeyPattern, ListQuery, Namespace, OpenError, SetOptions, Store,
+    StoreConfig, StoreError, Value,
+};
+
+use crate::fixtures::{Env, config, key, raw, swarm};
+
+fn swarm_level() -> SetOptions {
+    SetOptions::new().level(AclLevel::Swarm)
+}
+
+#[test]
+fn values_keep_their_type() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let values = [
+        Value::Bytes(vec![0, 255, 1]),
+        Value::Text("héllo".into()),
+        Value::Json(serde_json::json!({ "name": "John", "tags": [1, 2] })),
+        Value::Integer(-42),
+        Value::Text(String::new()),
+    ];
+    for (i, v) in values.iter().enumerate() {
+        let k = key("s1", "types", &format!("k{i}"));
+        env.store.set(&a, &k, v.clone(), &SetOptions::new()).unwrap();
+        let r = env.store.get(&a, &k).unwrap().unwrap();
+        assert_eq!(&r.value, v);
+        assert_eq!(r.meta.value_type, v.value_type());
+    }
+}
+
+#[test]
+fn versions_rise_on_every_write_and_are_never_reused() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let k = key("s1", "n", "k");
+    let v1 = env.store.set(&a, &k, "a".into(), &SetOptions::new()).unwrap();
+    assert!(v1.created);
+    let v2 = env.store.set(&a, &k, "b".into(), &SetOptions::new()).unwrap();
+    assert!(!v2.created && v2.version > v1.version);
+    assert!(env.store.delete(&a, &k, None).unwrap());
+    let v3 = env.store.set(&a, &k, "c".into(), &SetOptions::new()).unwrap();
+    assert!(
+        v3.created && v3.version > v2.version,
+        "a re-created record must not reuse a version (ABA)"
+    );
+    assert_eq!(env.store.get(&a, &k).unwrap().unwrap().meta.version, v3.version);
+}
+
+#[test]
+fn compare_and_set_conflicts_are_distinct_and_recorded() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let k = key("s1", "n", "cas");
+    let w = env.store.set(&a, &k, "1".into(), &SetOptions::new().expect(Expect::Absent)).unwrap();
+    let err =
+        env.store.set(&a, &k, "x".into(), &SetOptions::new().expect(Expect::Absent)).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    let err = env
+        .store
+        .set(&a, &k, "x".into(), &SetOptions::new().if_version(w.version + 1))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    // Nothing was written by the refused attempts.
+    assert_eq!(env.store.get(&a, &k).unwrap().unwrap().value, Value::from("1"));
+    let w2 = env.store.set(&a, &k, "2".into(), &SetOptions::new().if_version(w.version)).unwrap();
+    // Compare-and-delete.
+    assert!(matches!(
+        env.store.delete(&a, &k, Some(Expect::Version(w.version))),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(env.store.delete(&a, &k, Some(Expect::Version(w2.version))).unwrap());
+    // Each conflict is in the conflicts table and the audit trail.
+    let conn = raw(env.path());
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM conflicts WHERE type = 'version_mismatch' AND entity_a_id = 's1/n/cas'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3);
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM audit_log WHERE outcome = 'conflict'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn ttl_boundary_is_exact_and_holds_before_the_sweep() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let k = key("s1", "n", "ttl");
+    env.store
+        .setex(&a, &k, Duration::from_millis(1000), "soon gone".into(), &swarm_level())
+        .unwrap();
+    let t_expiry = crate::fixtures::T0 + 1000;
+    env.clock.set(swarm_acl::Timestamp::from_millis(t_expiry - 1));
+    assert!(env.store.get(&a, &k).unwrap().is_some());
+    assert!(env.store.has(&a, &k).unwrap());
+    // A record expiring at T is gone at T, on every read path, although nothing swept it.
+    env.clock.set(swarm_acl::Timestamp::from_millis(t_expiry));
+    assert!(env.store.get(&a, &k).unwrap().is_none());
+    assert!(!env.store.has(&a, &k).unwrap());
+    assert_eq!(env.store.mget(&a, &[k.clone()]).unwrap(), vec![None]);
+    let ns = Namespace::new("n").unwrap();
+    assert!(
+        env.store
+            .keys(&a, &swarm("s1"), &ns, &KeyPattern::parse("*").unwrap(), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(env.store.stats(&a, None).unwrap().records, 0);
+    assert_eq!(env.store.stats(&Identity::System, None).unwrap().expired_unswept, 1);
+    let conn = raw(env.path());
+    let physically: i64 = conn.query_row("SELECT count(*) FROM memory", [], |r| r.get(0)).unwrap();
+    assert_eq!(physically, 1, "not yet swept");
+    // An expired record is absent for writes too: CAS "absent" succeeds.
+    env.store.set(&a, &k, "new".into(), &swarm_level().expect(Expect::Absent)).unwrap();
+    env.store.setex(&a, &k, Duration::from_millis(10), "again".into(), &swarm_level()).unwrap();
+    env.clock.advance(10);
+    assert_eq!(env.store.sweep_expired(100).unwrap(), 1);
+    let physically: i64 = conn.query_row("SELECT count(*) FROM memory", [], |r| r.get(0)).unwrap();
+    assert_eq!(physically, 0);
+    // The sweep left an `expire` change for watchers.
+    let page = env.store.changes_since(&a, 0, &ChangeFilter::swarm(swarm("s1")), 100).unwrap();
+    assert_eq!(page.changes.last().map(|c| c.op.as_str()), Some("expire"));
+}
+
+#[test]
+fn no_ttl_means_no_expiry_and_set_clears_a_ttl() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let k = key("s1", "n", "forever");
+    env.store.set(&a, &k, "x".into(), &SetOptions::new()).unwrap();
+    assert_eq!(env.store.get(&a, &k).unwrap().unwrap().meta.expires_at, None);
+    env.store.setex(&a, &k, Duration::from_secs(5), "x".into(), &SetOptions::new()).unwrap();
+    env.store.set(&a, &k, "y".into(), &SetOptions::new()).unwrap();
+    env.clock.advance(10_000);
+    assert!(env.store.get(&a, &k).unwrap().is_some());
+    assert!(matches!(
+        env.store.setex(&a, &k, Duration::ZERO, "z".into(), &SetOptions::new()),
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+#[test]
+fn incr_is_atomic_under_eight_threads() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let k = key("s1", "n", "counter");
+    let threads = 8;
+    let per = 200;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (store, a, k) = (env.store.clone(), a.clone(), k.clone());
+            s.spawn(move || {
+                for _ in 0..per {
+                    store.incr(&a, &k, 1, &SetOptions::new()).unwrap();
+                }
+            });
+        }
+    });
+    let r = env.store.get(&a, &k).unwrap().unwrap();
+    assert_eq!(r.value, Value::Integer(threads * per));
+    assert!(r.meta.encrypted, "private counters are encrypted and still atomic");
+}
+
+#[test]
+fn incr_works_on_text_and_json_numbers_and_refuses_the_rest() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let t = key("s1", "n", "text");
+    env.store.set(&a, &t, "41".into(), &SetOptions::new()).unwrap();
+    assert_eq!(env.store.incr(&a, &t, 1, &SetOptions::new()).unwrap(), 42);
+    assert_eq!(env.store.get(&a, &t).unwrap().unwrap().value, Value::from("42"));
+    let j = key("s1", "n", "json");
+    env.store.set(&a, &j, Value::Json(serde_json::json!(10)), &SetOptions::new()).unwrap();
+    assert_eq!(env.store.decr(&a, &j, 3, &SetOptions::new()).unwrap(), 7);
+    let bad = key("s1", "n", "word");
+    env.store.set(&a, &bad, "seven".into(), &SetOptions::new()).unwrap();
+    assert!(matches!(
+        env.store.incr(&a, &bad, 1, &SetOptions::new()),
+        Err(StoreError::NotAnInteger(_))
+    ));
+    let max = key("s1", "n", "max");
+    env.store.set(&a, &max, Value::Integer(i64::MAX), &SetOptions::new()).unwrap();
+    assert!(matches!(
+        env.store.incr(&a, &max, 1, &SetOptions::new()),
+        Err(StoreError::Overflow(_))
+    ));
+    assert_eq!(env.store.get(&a, &max).unwrap().unwrap().value, Value::Integer(i64::MAX));
+    // incr keeps an existing expiry.
+    let ttl = key("s1", "n", "ttl");
+    env.store
+        .setex(&a, &ttl, Duration::from_secs(1), Value::Integer(1), &SetOptions::new())
+        .unwrap();
+    env.store.incr(&a, &ttl, 1, &SetOptions::new()).unwrap();
+    assert!(env.store.get(&a, &ttl).unwrap().unwrap().meta.expires_at.is_some());
+}
+
+#[test]
+fn mset_is_all_or_nothing() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let b = env.agent("ben", "s1", &[]);
+    // ben owns a private record; ann's batch that would overwrite it must fail whole.
+    let taken = key("s1", "n", "taken");
+    env.store.set(&b, &taken, "ben's".into(), &SetOptions::new()).unwrap();
+    let items = vec![
+        (key("s1", "n", "m1"), Value::from("1")),
+        (key("s1", "n", "m2"), Value::from("2")),
+        (taken.clone(), Value::from("ann's")),
+    ];
+    let err = env.store.mset(&a, items, &SetOptions::new()).unwrap_err();
+    assert!(matches!(err, StoreError::PermissionDenied(_)), "{err}");
+    assert!(env.store.get(&a, &key("s1", "n", "m1")).unwrap().is_none());
+    assert!(env.store.get(&a, &key("s1", "n", "m2")).unwrap().is_none());
+    assert_eq!(env.store.get(&b, &taken).unwrap().unwrap().value, Value::from("ben's"));
+    // An invalid item fails the batch before anything is written.
+    let long = "x".repeat(5 * 1024 * 1024);
+    let items =
+        vec![(key("s1", "n", "m1"), Value::from("1")), (key("s1", "n", "m3"), Value::Text(long))];
+    assert!(matches!(env.store.mset(&a, items, &SetOptions::new()), Err(StoreError::Invalid(_))));
+    assert!(env.store.get(&a, &key("s1", "n", "m1")).unwrap().is_none());
+    // A valid batch lands whole.
+    let items =
+        vec![(key("s1", "n", "m1"), Value::from("1")), (key("s1", "n", "m2"), Value::from("2"))];
+    let written = env.store.mset(&a, items, &SetOptions::new()).unwrap();
+    assert_eq!(written.len(), 2);
+    let got = env
+        .store
+        .mget(&a, &[key("s1", "n", "m1"), key("s1", "n", "m2"), key("s1", "n", "none")])
+        .unwrap();
+    assert_eq!(got.iter().filter(|r| r.is_some()).count(), 2);
+    assert!(got[2].is_none());
+}
+
+#[test]
+fn keys_match_globs_and_treat_sql_specials_literally() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let names =
+        ["user:1", "user:2", "user:10", "50%_off", "50xyoff", "a[1]", "it's", "a*b", "ab", "a\\b"];
+    for n in names {
+        env.store.set(&a, &key("s1", "g", n), "v".into(), &SetOptions::new()).unwrap();
+    }
+    let ns = Namespace::new("g").unwrap();
+    let keys = |p: &str| -> Vec<String> {
+        let mut v: Vec<String> = env
+            .store
+            .keys(&a, &swarm("s1"), &ns, &KeyPattern::parse(p).unwrap(), 100)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(keys("user:?"), vec!["user:1", "user:2"]);
+    assert_eq!(keys("user:*"), vec!["user:1", "user:10", "user:2"]);
+    assert_eq!(keys("50%_off"), vec!["50%_off"]);
+    assert_eq!(keys("a[1]"), vec!["a[1]"]);
+    assert_eq!(keys("it's"), vec!["it's"]);
+    assert_eq!(keys(r"a\*b"), vec!["a*b"]);
+    assert_eq!(keys("a*b"), vec!["a*b", "a\\b", "ab"]);
+    assert_eq!(keys(r"a\\b"), vec!["a\\b"]);
+    assert_eq!(keys("").len(), names.len());
+    assert!(
+        env.store
+            .keys(&a, &swarm("s1"), &ns, &KeyPattern::parse("zzz*").unwrap(), 100)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn list_pages_through_everything_once() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    for ns in ["a", "b"] {
+        for i in 0..25 {
+            env.store
+                .set(
+                    &a,
+                    &key("s1", ns, &format!("k{i:02}")),
+                    "v".into(),
+                    &SetOptions::new().tags(["t"]),
+                )
+                .unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    let mut q = ListQuery::new(swarm("s1")).limit(7);
+    loop {
+        let page = env.store.list(&a, &q).unwrap();
+        seen.extend(page.items.iter().map(|s| format!("{}/{}", s.namespace, s.key)));
+        match page.next {
+            Some(c) => q = ListQuery::new(swarm("s1")).limit(7).after(&c).unwrap(),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 50);
+    let mut dedup = seen.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), 50);
+    let tagged = env.store.list(&a, &ListQuery::new(swarm("s1")).tag("t").limit(1000)).unwrap();
+    assert_eq!(tagged.items.len(), 50);
+    assert!(
+        env.store.list(&a, &ListQuery::new(swarm("s1")).tag("other")).unwrap().items.is_empty()
+    );
+}
+
+#[test]
+fn limits_are_enforced_with_clear_errors() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    assert!(matches!(swarm_store::Key::new(""), Err(StoreError::Invalid(_))));
+    assert!(matches!(swarm_store::Key::new("a\nb"), Err(StoreError::Invalid(_))));
+    assert!(matches!(swarm_store::Key::new("x".repeat(1025)), Err(StoreError::Invalid(_))));
+    assert!(matches!(Namespace::new("has space"), Err(StoreError::Invalid(_))));
+    let big = Value::Bytes(vec![0; 4 * 1024 * 1024 + 1]);
+    assert!(matches!(
+        env.store.set(&a, &key("s1", "n", "big"), big, &SetOptions::new()),
+        Err(StoreError::Invalid(_))
+    ));
+    let tags: Vec<String> = (0..33).map(|i| i.to_string()).collect();
+    assert!(matches!(
+        env.store.set(&a, &key("s1", "n", "t"), "v".into(), &SetOptions::new().tags(tags)),
+        Err(StoreError::Invalid(_))
+    ));
+    let many: Vec<_> =
+        (0..1001).map(|i| (key("s1", "n", &i.to_string()), Value::from("v"))).collect();
+    assert!(matches!(env.store.mset(&a, many, &SetOptions::new()), Err(StoreError::Invalid(_))));
+}
+
+#[test]
+fn encrypted_values_are_not_in_the_file_in_plaintext() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let canary_private = "CANARY-private-4f1e9b";
+    let canary_public = "CANARY-public-77aa01";
+    env.store
+        .set(&a, &key("s1", "n", "secret"), canary_private.into(), &SetOptions::new())
+        .unwrap();
+    env.store
+        .set(
+            &a,
+            &key("s1", "n", "open"),
+            canary_public.into(),
+            &SetOptions::new().level(AclLevel::Public),
+        )
+        .unwrap();
+    let path = env.path.clone();
+    let mut env = env;
+    env.reopen();
+    env.store.shutdown().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+        bytes.extend(wal);
+    }
+    let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!contains(canary_private), "private plaintext found in the database file");
+    assert!(
+        contains(canary_public),
+        "public values are stored in plaintext (the test reads the right file)"
+    );
+}
+
+#[test]
+fn a_ciphertext_moved_to_another_row_fails_to_open() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let b = env.agent("ben", "s1", &[]);
+    env.store.set(&a, &key("s1", "n", "mine"), "ann's secret".into(), &SetOptions::new()).unwrap();
+    env.store.set(&b, &key("s1", "n", "bens"), "ben's secret".into(), &SetOptions::new()).unwrap();
+    // An attacker with file access copies ann's ciphertext into ben's row, hoping ben's
+    // reads will show it.
+    let conn = raw(env.path());
+    conn.execute(
+        "UPDATE memory SET value = (SELECT value FROM memory WHERE key = 'mine') WHERE key = 'bens'",
+        [],
+    )
+    .unwrap();
+    let err = env.store.get(&b, &key("s1", "n", "bens")).unwrap_err();
+    assert!(matches!(err, StoreError::Codec { .. }), "{err}");
+    // Re-scoping by SQL (making ann's private record public) fails the same way.
+    conn.execute("UPDATE memory SET acl_level = 4 WHERE key = 'mine'", []).unwrap();
+    assert!(matches!(env.store.get(&b, &key("s1", "n", "mine")), Err(StoreError::Codec { .. })));
+}
+
+#[test]
+fn a_plain_envelope_swapped_into_an_encrypted_level_is_refused() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    env.store
+        .set(&a, &key("s1", "n", "p"), "public".into(), &SetOptions::new().level(AclLevel::Public))
+        .unwrap();
+    env.store.set(&a, &key("s1", "n", "s"), "secret".into(), &SetOptions::new()).unwrap();
+    let conn = raw(env.path());
+    conn.execute("UPDATE memory SET value = (SELECT value FROM memory WHERE key = 'p'), key_id = NULL WHERE key = 's'", [])
+        .unwrap();
+    assert!(matches!(env.store.get(&a, &key("s1", "n", "s")), Err(StoreError::Codec { .. })));
+}
+
+#[test]
+fn a_wrong_key_is_a_clear_error_and_the_right_key_reads_everything_back() {
+    let mut env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    for i in 0..20 {
+        env.store
+            .set(
+                &a,
+                &key("s1", "n", &format!("k{i}")),
+                Value::Text(format!("value {i}")),
+                &SetOptions::new(),
+            )
+            .unwrap();
+    }
+    env.store.shutdown().unwrap();
+    let wrong = Arc::new(swarm_codec::Keyring::new(
+        swarm_codec::KeyId::new(1),
+        swarm_codec::Key::from_bytes(&[9; 32]).unwrap(),
+    ));
+    let err =
+        Store::open(StoreConfig::file(&env.path).with_keyring(wrong).with_sweep_interval(None))
+            .unwrap_err();
+    assert!(matches!(err, OpenError::WrongKey { key_id: 1 }), "{err}");
+    assert!(matches!(
+        Store::open(StoreConfig::file(&env.path).with_sweep_interval(None)),
+        Err(OpenError::KeyRequired)
+    ));
+    env.store = Store::open(config(&env.path, &env.clock)).unwrap();
+    for i in 0..20 {
+        let r = env.store.get(&a, &key("s1", "n", &format!("k{i}"))).unwrap().unwrap();
+        assert_eq!(r.value, Value::Text(format!("value {i}")));
+    }
+}
+
+#[test]
+fn large_values_are_compressed_and_round_trip() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let text: String = (0..2000).map(|i| format!("{{\"step\":{i},\"status\":\"ok\"}},")).collect();
+    let k = key("s1", "n", "log");
+    env.store
+        .set(&a, &k, Value::Text(text.clone()), &SetOptions::new().level(AclLevel::Swarm))
+        .unwrap();
+    let stored: i64 = raw(env.path())
+        .query_row("SELECT length(value) FROM memory WHERE key = 'log'", [], |r| r.get(0))
+        .unwrap();
+    assert!((stored as usize) < text.len() / 2, "stored {stored} of {}", text.len());
+    assert_eq!(env.store.get(&a, &k).unwrap().unwrap().value, Value::Text(text));
+}
+
+#[test]
+fn clear_removes_only_what_the_principal_may_delete() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let b = env.agent("ben", "s1", &[]);
+    env.store.set(&a, &key("s1", "c", "a1"), "x".into(), &SetOptions::new()).unwrap();
+    env.store.set(&a, &key("s1", "c", "a2"), "x".into(), &swarm_level()).unwrap();
+    env.store.set(&b, &key("s1", "c", "b1"), "x".into(), &SetOptions::new()).unwrap();
+    let n = env.store.clear(&a, &swarm("s1"), &Namespace::new("c").unwrap()).unwrap();
+    assert_eq!(n, 2, "ann's private record and the shared swarm record");
+    assert!(
+        env.store.get(&b, &key("s1", "c", "b1")).unwrap().is_some(),
+        "ben's private record survives"
+    );
+    assert!(matches!(env.store.clear_all(&a), Err(StoreError::PermissionDenied(_))));
+    assert_eq!(env.store.clear_all(&Identity::System).unwrap(), 1);
+}
+
+#[test]
+fn watchers_see_changes_in_order_and_never_values() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let head = env.store.change_head().unwrap();
+    let mut w = env.store.watch(
+        &a,
+        ChangeFilter::swarm(swarm("s1")).namespace(Namespace::new("w").unwrap()),
+        head,
+    );
+    env.store.set(&a, &key("s1", "w", "k1"), "secret value".into(), &SetOptions::new()).unwrap();
+    env.store.set(&a, &key("s1", "other", "k2"), "v".into(), &SetOptions::new()).unwrap();
+    env.store.delete(&a, &key("s1", "w", "k1"), None).unwrap();
+    let c1 = w.next_timeout(Duration::from_secs(2)).unwrap().unwrap();
+    let c2 = w.next_timeout(Duration::from_secs(2)).unwrap().unwrap();
+    assert_eq!((c1.op.as_str(), c2.op.as_str()), ("set", "delete"));
+    assert!(c2.seq > c1.seq);
+    assert!(!serde_json::to_string(&c1).unwrap().contains("secret value"));
+    assert!(w.next_timeout(Duration::from_millis(50)).unwrap().is_none());
+    // A new watcher resumes from a cursor.
+    let mut again = env.store.watch(&a, ChangeFilter::swarm(swarm("s1")), c1.seq);
+    assert_eq!(
+        again.next_timeout(Duration::from_secs(1)).unwrap().unwrap().key.key().as_str(),
+        "k2"
+    );
+}
+
+#[test]
+fn a_watcher_is_woken_by_a_write_from_another_thread() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let mut w =
+        env.store.watch(&a, ChangeFilter::swarm(swarm("s1")), env.store.change_head().unwrap());
+    let store = env.store.clone();
+    let a2 = a.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        store.set(&a2, &key("s1", "n", "late"), "x".into(), &SetOptions::new()).unwrap();
+    });
+    let c = w.next_timeout(Duration::from_secs(5)).unwrap();
+    t.join().unwrap();
+    assert_eq!(c.unwrap().key.key().as_str(), "late");
+}
+
+#[test]
+fn operations_after_shutdown_fail_cleanly() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    env.store.shutdown().unwrap();
+    env.store.shutdown().unwrap();
+    assert!(matches!(env.store.get(&a, &key("s1", "n", "k")), Err(StoreError::Closed)));
+    assert!(matches!(
+        env.store.set(&a, &key("s1", "n", "k"), "v".into(), &SetOptions::new()),
+        Err(StoreError::Closed)
+    ));
+}
+
+#[test]
+fn concurrent_writers_from_many_threads_each_get_their_own_result() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let b = env.agent("ben", "s1", &[]);
+    let contested = key("s1", "n", "bens");
+    env.store.set(&b, &contested, "ben's".into(), &SetOptions::new()).unwrap();
+    let results: Vec<(bool, Result<(), String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let (store, a, contested) = (env.store.clone(), a.clone(), contested.clone());
+                s.spawn(move || {
+                    // Odd threads try to overwrite ben's private record and must fail alone.
+                    let bad = i % 2 == 1;
+                    let k = if bad { contested } else { key("s1", "n", &format!("t{i}")) };
+                    let r = store
+                        .set(&a, &k, "x".into(), &SetOptions::new())
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
+                    (bad, r)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (bad, r) in results {
+        assert_eq!(r.is_err(), bad, "{r:?}");
+    }
+    let stats = env.store.stats(&a, None).unwrap();
+    assert_eq!(stats.records, 8);
+}
