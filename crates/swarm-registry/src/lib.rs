@@ -43,6 +43,6 @@ mod spec;
 mod token;
 
 pub use error::RegistryError;
-pub use registry::{Registered, Registry};
+pub use registry::{DEFAULT_SWARM, Registered, Registry};
 pub use spec::{AgentSpec, DefaultGrants};
 pub use token::Token;

@@ -272,7 +272,6 @@ fn audit(
     ctx: &mut WriteCtx<'_>,
     p: &Principal,
     action: &'static str,
-    resource_type: &'static str,
     resource: &str,
     swarm: Option<&str>,
     detail: serde_json::Value,
@@ -282,7 +281,7 @@ fn audit(
         at: now.as_millis(),
         actor: p.audit_name().to_owned(),
         action,
-        resource_type,
+        resource_type: "system",
         resource: resource.to_owned(),
         swarm: swarm.map(str::to_owned),
         outcome: Outcome::Ok,
@@ -395,7 +394,6 @@ impl Store {
                     ctx,
                     p,
                     "swarm.create",
-                    "system",
                     id.as_str(),
                     Some(id.as_str()),
                     serde_json::json!({ "name": name }),
@@ -423,7 +421,7 @@ impl Store {
                 )?
                 .execute(params![id.as_str(), now.as_millis()])?;
                 if inserted > 0 {
-                    audit(ctx, p, "swarm.create", "system", id.as_str(), Some(id.as_str()), serde_json::json!({}), now)?;
+                    audit(ctx, p, "swarm.create", id.as_str(), Some(id.as_str()), serde_json::json!({}), now)?;
                 }
                 Ok(Ok(inserted > 0))
             })
@@ -485,7 +483,7 @@ impl Store {
                 if n == 0 {
                     return Ok(Err(StoreError::NotFound(format!("swarm {sid}"))));
                 }
-                audit(ctx, p, "swarm.update", "system", sid.as_str(), Some(sid.as_str()), serde_json::json!({}), now)?;
+                audit(ctx, p, "swarm.update", sid.as_str(), Some(sid.as_str()), serde_json::json!({}), now)?;
                 Ok(Ok(()))
             })
             .and_then(|r| r)?;
@@ -549,11 +547,7 @@ impl Store {
                     insert_grant(conn, &agent.id, g, p.audit_name(), now)?;
                 }
                 ctx.bump_generation();
-                audit(
-                    ctx,
-                    p,
-                    "agent.register",
-                    "system",
+                audit(ctx, p, "agent.register",
                     agent.id.as_str(),
                     Some(agent.swarm.as_str()),
                     serde_json::json!({ "type": agent.agent_type, "teams": agent.teams, "grants": agent.grants.len() }),
@@ -673,7 +667,7 @@ impl Store {
                     ctx.bump_generation();
                 }
                 let detail = serde_json::json!({ "status": update.status.map(AgentStatus::as_str) });
-                audit(ctx, p, "agent.update", "system", aid.as_str(), None, detail, now)?;
+                audit(ctx, p, "agent.update", aid.as_str(), None, detail, now)?;
                 Ok(Ok(()))
             })
             .and_then(|r| r)?;
@@ -709,7 +703,7 @@ impl Store {
                 conn.prepare_cached("UPDATE teams SET leader_id = NULL, updated_at = ?2 WHERE leader_id = ?1")?
                     .execute(params![aid.as_str(), now.as_millis()])?;
                 ctx.bump_generation();
-                audit(ctx, p, "agent.unregister", "system", aid.as_str(), None, serde_json::json!({}), now)?;
+                audit(ctx, p, "agent.unregister", aid.as_str(), None, serde_json::json!({}), now)?;
                 Ok(Ok(()))
             })
             .and_then(|r| r)
@@ -759,7 +753,6 @@ impl Store {
                     ctx,
                     p,
                     "agent.rotate_token",
-                    "system",
                     aid.as_str(),
                     None,
                     serde_json::json!({}),
@@ -834,7 +827,7 @@ impl Store {
                         .execute(params![tid.as_str(), l.as_str(), now.as_millis()])?;
                     ctx.bump_generation();
                 }
-                audit(ctx, p, "team.create", "system", tid.as_str(), Some(sid.as_str()), serde_json::json!({ "name": name }), now)?;
+                audit(ctx, p, "team.create", tid.as_str(), Some(sid.as_str()), serde_json::json!({ "name": name }), now)?;
                 Ok(Ok(()))
             })
             .and_then(|r| r)?;
@@ -954,7 +947,7 @@ impl Store {
                 };
                 if changed > 0 {
                     ctx.bump_generation();
-                    audit(ctx, p, action, "system", tid.as_str(), Some(&team_swarm), serde_json::json!({ "agent": aid }), now)?;
+                    audit(ctx, p, action, tid.as_str(), Some(&team_swarm), serde_json::json!({ "agent": aid }), now)?;
                 }
                 Ok(Ok(changed > 0))
             })
@@ -984,7 +977,6 @@ impl Store {
                     ctx,
                     p,
                     "permission.grant",
-                    "system",
                     aid.as_str(),
                     None,
                     serde_json::json!(grant),
@@ -1025,7 +1017,7 @@ impl Store {
                 }
                 ctx.bump_generation();
                 let detail = serde_json::json!({ "resource": resource, "level": level, "revoked": n });
-                audit(ctx, p, "permission.revoke", "system", aid.as_str(), None, detail, now)?;
+                audit(ctx, p, "permission.revoke", aid.as_str(), None, detail, now)?;
                 Ok(Ok(n as u64))
             })
             .and_then(|r| r)

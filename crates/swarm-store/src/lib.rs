@@ -25,6 +25,7 @@
 //! use swarm_store::{RecordKey, SetOptions, Store, StoreConfig, Value};
 //!
 //! let store = Store::open(StoreConfig::memory().with_encrypt_up_to(None))?;
+//! store.ensure_swarm(&Identity::System, &swarm_acl::SwarmId::new("default")?)?;
 //! let key = RecordKey::parse("default", "notes", "greeting")?;
 //! let w = store.set(&Identity::System, &key, Value::from("hello"), &SetOptions::new().level(AclLevel::Swarm))?;
 //! let record = store.get(&Identity::System, &key)?.expect("just written");

@@ -365,13 +365,12 @@ impl Shared {
             return Ok(());
         }
         let access = self.access.clone_handle();
-        let result = self.writer.run(move |ctx| {
+        self.writer.run(move |ctx| {
             crate::memory::apply_access_counts(ctx.conn(), &counts).map_err(|e| {
                 access.restore(counts.clone());
                 StoreError::from(e)
             })
-        });
-        result
+        })
     }
 
     pub(crate) fn stop_background(&self) {

@@ -24,8 +24,11 @@ use crate::txn::{GroupState, WriteCtx};
 /// its caller the result once the commit outcome is known.
 pub(crate) struct Finish {
     ok: bool,
-    deliver: Box<dyn FnOnce(Option<&StoreError>) + Send>,
+    deliver: Deliver,
 }
+
+/// Hands a job's caller its result, given the group's commit error if any.
+type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 /// What a job is given: a transaction to work in, or the reason it cannot run.
 pub(crate) enum JobInput<'a, 'c> {

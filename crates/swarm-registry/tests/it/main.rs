@@ -1,5 +1,8 @@
 //! Integration tests of swarm-registry.
 
+// Test helpers outside #[test] functions unwrap too: a panic there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use swarm_acl::{AclLevel, Action, AgentId, Identity, ResourceType, SwarmId};

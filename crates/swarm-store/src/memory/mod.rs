@@ -614,7 +614,7 @@ fn write_one(
     };
     let owner = scope.owner.as_ref().map(AgentId::as_str);
     let team = scope.team.as_ref().map(TeamId::as_str);
-    ctx.conn().prepare_cached(UPSERT)?.execute(params_from_iter([
+    let upserted = ctx.conn().prepare_cached(UPSERT)?.execute(params_from_iter([
         Bind::Text(key.swarm().as_str()),
         Bind::Text(key.namespace().as_str()),
         Bind::Text(key.key().as_str()),
@@ -631,7 +631,10 @@ fn write_one(
         Bind::Int(now.as_millis()),
         Bind::OptInt(expires_at),
         Bind::Int(access_count),
-    ]))?;
+    ]));
+    if let Err(e) = upserted {
+        return Err(missing_parent(e, key, team));
+    }
     record_change(ctx, key, "set", &scope, version, now)?;
     Ok(Ok((Written { version, created: existing.is_none() }, value)))
 }
@@ -1310,23 +1313,20 @@ impl Store {
             };
             let sql = format!(
                 "DELETE FROM memory WHERE {filter} AND {} \
-                     RETURNING swarm_id, namespace, key, acl_level, owner_id, team_id",
+                     RETURNING swarm_id, namespace, key, acl_level, owner_id, team_id, version",
                 pred.sql()
             );
             let (s, n) = scope.as_ref().map_or(("", ""), |(s, n)| (s.as_str(), n.as_str()));
             let mut binds = vec![Bind::Text(s), Bind::Text(n)];
             push_pred(&mut binds, &pred);
-            let deleted: Vec<(String, String, String, i64, Option<String>, Option<String>)> = {
+            let deleted: Vec<RemovedRow> = {
                 let mut stmt = ctx.conn().prepare(&sql)?;
-                let rows = stmt.query_map(params_from_iter(binds), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-                })?;
+                let rows = stmt.query_map(params_from_iter(binds), RemovedRow::from_row)?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
             let version = ctx.next_revision();
-            for (swarm, ns, key, level, owner, team) in &deleted {
-                let scope = parse_scope(owner.as_deref(), team.as_deref(), *level)?;
-                let key = RecordKey::parse(swarm, ns, key)?;
+            for row in &deleted {
+                let (key, scope) = row.parse()?;
                 record_change(ctx, &key, "delete", &scope, version, now)?;
             }
             ctx.audit(&AuditEntry {
@@ -1628,10 +1628,59 @@ impl Store {
     }
 }
 
+/// Turns a foreign-key failure of a memory write into the error a caller can act on: the
+/// swarm (or, for the system principal, the named team) does not exist.
+fn missing_parent(e: rusqlite::Error, key: &RecordKey, team: Option<&str>) -> StoreError {
+    let fk = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+    );
+    if !fk {
+        return e.into();
+    }
+    match team {
+        Some(t) => StoreError::NotFound(format!("swarm {} or team {t}", key.swarm())),
+        None => StoreError::NotFound(format!("swarm {}", key.swarm())),
+    }
+}
+
 /// Wakes watchers once the job's group has committed.
 fn notify(ctx: &mut WriteCtx<'_>, shared: &Arc<Shared>) {
     let signal = Arc::clone(shared);
     ctx.after_commit(move || signal.changed.notify());
+}
+
+/// A row returned by a `DELETE ... RETURNING swarm_id, namespace, key, acl_level,
+/// owner_id, team_id, version`: what the change feed needs to know about it.
+struct RemovedRow {
+    swarm: String,
+    namespace: String,
+    key: String,
+    level: i64,
+    owner: Option<String>,
+    team: Option<String>,
+    version: i64,
+}
+
+impl RemovedRow {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            swarm: r.get(0)?,
+            namespace: r.get(1)?,
+            key: r.get(2)?,
+            level: r.get(3)?,
+            owner: r.get(4)?,
+            team: r.get(5)?,
+            version: r.get(6)?,
+        })
+    }
+
+    fn parse(&self) -> Result<(RecordKey, Scope)> {
+        let scope = parse_scope(self.owner.as_deref(), self.team.as_deref(), self.level)?;
+        let key = RecordKey::parse(&self.swarm, &self.namespace, &self.key)
+            .map_err(|e| StoreError::Corrupt(format!("stored key: {e}")))?;
+        Ok((key, scope))
+    }
 }
 
 /// One sweep transaction: up to `batch` expired records deleted, each leaving an
@@ -1643,20 +1692,18 @@ pub(crate) fn sweep_once(shared: &Arc<Shared>, batch: u32) -> Result<u64> {
     let inner = Arc::clone(shared);
     let n = shared.write_as(&Identity::System, move |ctx, _, p| {
         let now = inner.now();
-        let rows: Vec<(String, String, String, i64, Option<String>, Option<String>, i64)> = {
+        let rows: Vec<RemovedRow> = {
             let mut stmt = ctx.conn().prepare_cached(SWEEP)?;
-            let rows = stmt.query_map(rusqlite::params![now.as_millis(), batch], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-            })?;
+            let rows =
+                stmt.query_map(rusqlite::params![now.as_millis(), batch], RemovedRow::from_row)?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         if rows.is_empty() {
             return Ok(0);
         }
-        for (swarm, ns, key, level, owner, team, version) in &rows {
-            let scope = parse_scope(owner.as_deref(), team.as_deref(), *level)?;
-            let key = RecordKey::parse(swarm, ns, key)?;
-            record_change(ctx, &key, "expire", &scope, u64_of(*version), now)?;
+        for row in &rows {
+            let (key, scope) = row.parse()?;
+            record_change(ctx, &key, "expire", &scope, u64_of(row.version), now)?;
         }
         ctx.audit(&AuditEntry {
             at: now.as_millis(),

@@ -1,5 +1,8 @@
 //! Integration tests of swarm-store, one binary with a module per area.
 
+// Test helpers outside #[test] functions unwrap too: a panic there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod acl_conformance;
 mod audit;
 mod fixtures;

@@ -105,7 +105,7 @@ fn ttl_boundary_is_exact_and_holds_before_the_sweep() {
     env.clock.set(swarm_acl::Timestamp::from_millis(t_expiry));
     assert!(env.store.get(&a, &k).unwrap().is_none());
     assert!(!env.store.has(&a, &k).unwrap());
-    assert_eq!(env.store.mget(&a, &[k.clone()]).unwrap(), vec![None]);
+    assert_eq!(env.store.mget(&a, std::slice::from_ref(&k)).unwrap(), vec![None]);
     let ns = Namespace::new("n").unwrap();
     assert!(
         env.store
@@ -516,6 +516,20 @@ fn a_watcher_is_woken_by_a_write_from_another_thread() {
     let c = w.next_timeout(Duration::from_secs(5)).unwrap();
     t.join().unwrap();
     assert_eq!(c.unwrap().key.key().as_str(), "late");
+}
+
+#[test]
+fn writing_into_a_missing_swarm_or_team_is_a_clear_error() {
+    let env = Env::new();
+    let e = env
+        .store
+        .set(&Identity::System, &key("nowhere", "n", "k"), "v".into(), &swarm_level())
+        .unwrap_err();
+    assert_eq!(e.to_string(), "swarm nowhere not found");
+    let opts =
+        SetOptions::new().level(AclLevel::Team).team(swarm_acl::TeamId::new("ghosts").unwrap());
+    let e = env.store.set(&Identity::System, &key("s1", "n", "k"), "v".into(), &opts).unwrap_err();
+    assert!(matches!(e, StoreError::NotFound(_)), "{e}");
 }
 
 #[test]
