@@ -181,6 +181,52 @@ impl PendingAudit {
     }
 }
 
+/// One audit row as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditRow {
+    /// Position in the chain.
+    pub seq: u64,
+    /// When, Unix ms.
+    pub at: i64,
+    /// Agent id or `system`.
+    pub actor: String,
+    /// What was done, such as `memory.set`.
+    pub action: String,
+    /// The resource type.
+    pub resource_type: String,
+    /// The resource, such as `swarm/namespace/key`.
+    pub resource: String,
+    /// The swarm, when there is one.
+    pub swarm: Option<String>,
+    /// `ok`, `denied`, `conflict` or `error`.
+    pub outcome: String,
+    /// Details (a JSON object; never a value or a secret).
+    pub detail: serde_json::Value,
+}
+
+/// The newest `n` rows, newest last.
+pub(crate) fn tail(conn: &Connection, n: u64) -> rusqlite::Result<Vec<AuditRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, at, actor, action, resource_type, resource, swarm_id, outcome, detail FROM \
+         (SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+        let detail: String = r.get(8)?;
+        Ok(AuditRow {
+            seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            resource_type: r.get(4)?,
+            resource: r.get(5)?,
+            swarm: r.get(6)?,
+            outcome: r.get(7)?,
+            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        })
+    })?;
+    rows.collect()
+}
+
 /// What [`verify`] found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {

@@ -237,4 +237,9 @@ impl StoreConfig {
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
+
+    /// Records at this level and below are encrypted (`None`: none are).
+    pub fn encrypts_up_to(&self) -> Option<AclLevel> {
+        self.encrypt_up_to
+    }
 }

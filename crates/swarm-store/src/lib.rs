@@ -49,7 +49,7 @@ mod store;
 mod txn;
 mod writer;
 
-pub use audit::{ChainProblem, Outcome, VerifyReport};
+pub use audit::{AuditRow, ChainProblem, Outcome, VerifyReport};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Durability, Limits, Location, StoreConfig};
 pub use conn::PragmaReport;
@@ -59,9 +59,9 @@ pub use identity::{
     TeamRecord,
 };
 pub use memory::{
-    ChangeEvent, ChangeFilter, ChangePage, Expect, Key, KeyPattern, ListQuery, MemoryStats,
-    Namespace, Page, Record, RecordKey, RecordMeta, RecordSummary, SetOptions, Value, ValueType,
-    Watch, Written,
+    ChangeEvent, ChangeFilter, ChangePage, Expect, Key, KeyPattern, KeyReport, KeyUse, ListQuery,
+    MemoryStats, Namespace, Page, Record, RecordKey, RecordMeta, RecordSummary, SetOptions, Value,
+    ValueType, Watch, Written,
 };
 pub use migrate::{MigrationReport, dump_schema, expected_schema};
 pub use store::Store;

@@ -8,7 +8,9 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension};
-use swarm_acl::{AclCache, AgentId, Identity, Principal, Timestamp};
+use swarm_acl::{
+    AclCache, AclLevel, Action, AgentId, Identity, Principal, ResourceType, Timestamp,
+};
 use swarm_codec::{Cipher, Codec};
 
 use crate::audit::{self, AuditEntry, Outcome, PendingAudit, VerifyReport};
@@ -16,6 +18,7 @@ use crate::clock::Clock;
 use crate::config::StoreConfig;
 use crate::conn::{PragmaReport, Target};
 use crate::error::{OpenError, Result, StoreError};
+use crate::memory::KeyReport;
 use crate::migrate::{self, MigrationReport};
 use crate::principal;
 use crate::retry::RetryPolicy;
@@ -189,6 +192,26 @@ impl Store {
         self.shared.check_open()?;
         let conn = self.shared.pool.get()?;
         Ok(audit::verify(&conn)?)
+    }
+
+    /// The newest `n` audit rows, oldest first. Reading the audit trail needs the system
+    /// principal or a live `read` grant on `audit` at level 5.
+    pub fn audit_tail(&self, who: &Identity, n: u64) -> Result<Vec<audit::AuditRow>> {
+        let now = self.now();
+        self.shared.read_snapshot_as(who, |conn, p| {
+            if !p.holds(ResourceType::Audit, Action::Read, AclLevel::System, now) {
+                return Err(StoreError::PermissionDenied(
+                    "reading the audit trail needs an audit read grant".into(),
+                ));
+            }
+            Ok(audit::tail(conn, n)?)
+        })
+    }
+
+    /// For health checks: per key id, how many memory records it seals, whether the
+    /// keyring holds it, and whether one of its records really opens. System only.
+    pub fn key_report(&self, who: &Identity) -> Result<KeyReport> {
+        crate::memory::key_report(self, who)
     }
 
     /// Stops background work, flushes queued audit rows and access counts, checkpoints the

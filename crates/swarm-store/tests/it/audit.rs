@@ -107,3 +107,27 @@ fn a_row_appended_at_the_end_is_reported() {
     assert!(matches!(p, Some(ChainProblem::Inserted { .. })), "{p:?}");
     let _ = Identity::System;
 }
+
+#[test]
+fn the_tail_is_for_auditors_only() {
+    let env = busy_env();
+    let rows = env.store.audit_tail(&Identity::System, 5).unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq), "oldest first");
+    let ann = Identity::Agent(swarm_acl::AgentId::new("ann").unwrap());
+    assert!(matches!(
+        env.store.audit_tail(&ann, 5),
+        Err(swarm_store::StoreError::PermissionDenied(_))
+    ));
+    let auditor = env.agent_with(
+        "auditor",
+        "s1",
+        &[],
+        vec![swarm_acl::Grant::new(
+            swarm_acl::ResourceType::Audit,
+            swarm_acl::Action::Read,
+            swarm_acl::AclLevel::System,
+        )],
+    );
+    assert_eq!(env.store.audit_tail(&auditor, 3).unwrap().len(), 3);
+}

@@ -576,3 +576,24 @@ fn concurrent_writers_from_many_threads_each_get_their_own_result() {
     let stats = env.store.stats(&a, None).unwrap();
     assert_eq!(stats.records, 8);
 }
+
+#[test]
+fn the_key_report_counts_and_opens_sealed_records() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    for i in 0..3 {
+        env.store
+            .set(&a, &key("s1", "n", &format!("p{i}")), "secret".into(), &SetOptions::new())
+            .unwrap();
+    }
+    env.store.set(&a, &key("s1", "n", "pub"), "open".into(), &swarm_level()).unwrap();
+    let r = env.store.key_report(&Identity::System).unwrap();
+    assert_eq!(r.active, Some(1));
+    assert_eq!(r.keys.len(), 1);
+    assert_eq!(
+        (r.keys[0].key_id, r.keys[0].records, r.keys[0].available, r.keys[0].sample_opens),
+        (1, 3, true, Some(true))
+    );
+    assert_eq!(r.plaintext_at_encrypted_levels, 0);
+    assert!(env.store.key_report(&a).is_err());
+}
