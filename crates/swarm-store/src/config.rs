@@ -91,6 +91,10 @@ pub struct StoreConfig {
     pub(crate) sweep_batch: u32,
     pub(crate) max_group: usize,
     pub(crate) create: bool,
+    pub(crate) checkpoint_bytes: u64,
+    pub(crate) metrics_interval: Option<Duration>,
+    pub(crate) metrics_retention: Duration,
+    pub(crate) change_retention: Duration,
 }
 
 impl StoreConfig {
@@ -123,6 +127,10 @@ impl StoreConfig {
             sweep_batch: 1000,
             max_group: 256,
             create: true,
+            checkpoint_bytes: 4 * 1024 * 1024,
+            metrics_interval: Some(Duration::from_secs(60)),
+            metrics_retention: Duration::from_secs(7 * 24 * 3600),
+            change_retention: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -219,6 +227,33 @@ impl StoreConfig {
     /// Most write batches grouped into one transaction (default 256).
     pub fn with_max_group(mut self, n: usize) -> Self {
         self.max_group = n;
+        self
+    }
+
+    /// Checkpoint the WAL in the background once it grows past this many bytes (default
+    /// 4 MiB). Checkpoints never run on the commit path.
+    pub fn with_checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes;
+        self
+    }
+
+    /// How often metrics are written to the `metrics` table (default every minute);
+    /// `None` keeps them in memory only.
+    pub fn with_metrics_interval(mut self, every: Option<Duration>) -> Self {
+        self.metrics_interval = every;
+        self
+    }
+
+    /// How long persisted metrics are kept (default 7 days).
+    pub fn with_metrics_retention(mut self, keep: Duration) -> Self {
+        self.metrics_retention = keep;
+        self
+    }
+
+    /// How long the memory change feed keeps entries (default 24 hours). A watcher
+    /// resuming from an older position is told it missed changes.
+    pub fn with_change_retention(mut self, keep: Duration) -> Self {
+        self.change_retention = keep;
         self
     }
 

@@ -87,7 +87,20 @@ impl Target {
             }
         }
         let report = apply_pragmas(&conn, config, false).map_err(|e| self.open_error(e))?;
+        // Checkpoints run on the maintenance thread's own connection, never on the commit
+        // path (an automatic checkpoint stalls the committing writer for milliseconds).
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| self.open_error(e))?;
         Ok((conn, report))
+    }
+
+    /// Opens a read-write connection for checkpoints and maintenance.
+    pub(crate) fn open_maintenance(&self, config: &StoreConfig) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.uri,
+            self.flags(false) - OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        conn.busy_timeout(config.busy_timeout)?;
+        Ok(conn)
     }
 
     /// Opens one read-only connection.

@@ -42,7 +42,9 @@ mod error;
 mod identity;
 mod maintenance;
 mod memory;
+mod metrics;
 mod migrate;
+mod ops;
 mod principal;
 mod retry;
 mod store;
@@ -63,5 +65,7 @@ pub use memory::{
     MemoryStats, Namespace, Page, Record, RecordKey, RecordMeta, RecordSummary, SetOptions, Value,
     ValueType, Watch, Written,
 };
+pub use metrics::{MetricsSnapshot, Op, OpMetrics};
 pub use migrate::{MigrationReport, dump_schema, expected_schema};
+pub use ops::{BackupMethod, BackupReport, OptimizeReport, Progress, RotationReport, restore};
 pub use store::Store;

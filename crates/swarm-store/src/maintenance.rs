@@ -1,52 +1,212 @@
-//! The background thread: flushes queued audit rows and read counts, sweeps expired
-//! records, and trims the change feed. It holds only a weak reference, so dropping the
-//! store stops it.
+//! The background thread: flushes queued audit rows and read counts, checkpoints the WAL
+//! off the commit path, sweeps expired records, persists metrics and trims old metrics
+//! and change-feed rows. It holds only a weak reference, so dropping the store stops it.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
+use rusqlite::Connection;
 
 use crate::store::Shared;
 
-/// How often queued audit rows and read counts are flushed.
-const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// How often the thread wakes: flushes queued audit rows and read counts, checks the WAL.
+const TICK: Duration = Duration::from_millis(250);
+/// Most rows one trim transaction deletes.
+const TRIM_BATCH: i64 = 5000;
+
+struct Schedule {
+    last_sweep: Instant,
+    last_metrics: Instant,
+    last_trim: Instant,
+    checkpointer: Option<Connection>,
+}
 
 pub(crate) fn start(shared: &Arc<Shared>) {
     let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     let weak: Weak<Shared> = Arc::downgrade(shared);
-    let sweep_every = shared.config.sweep_interval;
-    let batch = shared.config.sweep_batch.max(1);
-    let spawned = std::thread::Builder::new().name("swarm-store-maintenance".into()).spawn(move || {
-        let mut last_sweep = Instant::now();
-        loop {
-            match stopped.recv_timeout(FLUSH_EVERY) {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => return,
-            }
-            let Some(shared) = weak.upgrade() else { return };
-            if let Err(e) = shared.flush() {
-                tracing::warn!(error = %e, "flushing audit rows and read counts failed; will retry");
-            }
-            if let Some(every) = sweep_every
-                && last_sweep.elapsed() >= every
-            {
-                last_sweep = Instant::now();
-                loop {
-                    match crate::memory::sweep_once(&shared, batch) {
-                        Ok(n) if n == u64::from(batch) => continue,
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "sweeping expired records failed; will retry");
-                            break;
-                        }
-                    }
+    let spawned =
+        std::thread::Builder::new().name("swarm-store-maintenance".into()).spawn(move || {
+            let now = Instant::now();
+            let mut schedule =
+                Schedule { last_sweep: now, last_metrics: now, last_trim: now, checkpointer: None };
+            loop {
+                match stopped.recv_timeout(TICK) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
                 }
+                let Some(shared) = weak.upgrade() else { return };
+                tick(&shared, &mut schedule);
             }
-        }
-    });
+        });
     match spawned {
         Ok(handle) => shared.set_background(stop, handle),
         Err(e) => tracing::error!(error = %e, "could not start the maintenance thread"),
+    }
+}
+
+fn tick(shared: &Arc<Shared>, s: &mut Schedule) {
+    if let Err(e) = shared.flush() {
+        tracing::warn!(error = %e, "flushing audit rows and read counts failed; will retry");
+    }
+    checkpoint_if_large(shared, s);
+    if let Some(every) = shared.config.sweep_interval
+        && s.last_sweep.elapsed() >= every
+    {
+        s.last_sweep = Instant::now();
+        let batch = shared.config.sweep_batch.max(1);
+        loop {
+            match shared
+                .metrics
+                .time(crate::metrics::Op::Sweep, || crate::memory::sweep_once(shared, batch))
+            {
+                Ok(n) if n == u64::from(batch) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweeping expired records failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(every) = shared.config.metrics_interval
+        && s.last_metrics.elapsed() >= every
+    {
+        s.last_metrics = Instant::now();
+        if let Err(e) = persist_metrics(shared) {
+            tracing::warn!(error = %e, "writing metrics failed");
+        }
+    }
+    if s.last_trim.elapsed() >= Duration::from_secs(60) {
+        s.last_trim = Instant::now();
+        if let Err(e) = trim(shared) {
+            tracing::warn!(error = %e, "trimming old metrics and changes failed");
+        }
+    }
+}
+
+/// A passive checkpoint on the thread's own connection once the WAL is larger than the
+/// configured size: it copies what it can without blocking writers or readers.
+fn checkpoint_if_large(shared: &Shared, s: &mut Schedule) {
+    if shared.target.memory {
+        return;
+    }
+    let (_, wal) = shared.file_sizes();
+    if wal < shared.config.checkpoint_bytes {
+        return;
+    }
+    if s.checkpointer.is_none() {
+        match shared.target.open_maintenance(&shared.config) {
+            Ok(c) => s.checkpointer = Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a connection for checkpoints");
+                return;
+            }
+        }
+    }
+    if let Some(conn) = &s.checkpointer {
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => {
+                shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
+        }
+    }
+}
+
+const INSERT_METRIC: &str = "INSERT INTO metrics (at, name, kind, labels, value, count, p50, p95, p99) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// Writes the current counters and latency quantiles to the `metrics` table.
+pub(crate) fn persist_metrics(shared: &Arc<Shared>) -> crate::Result<()> {
+    let snapshot = crate::Store { shared: Arc::clone(shared) }.metrics();
+    let at = shared.now().as_millis();
+    shared.writer.run(move |ctx| {
+        let mut stmt = ctx.conn().prepare_cached(INSERT_METRIC)?;
+        for o in snapshot.ops.iter().filter(|o| o.count > 0) {
+            let labels = serde_json::json!({ "op": o.op.name() }).to_string();
+            stmt.execute(rusqlite::params![
+                at,
+                "operations",
+                "counter",
+                labels,
+                o.count as f64,
+                None::<i64>,
+                None::<f64>,
+                None::<f64>,
+                None::<f64>
+            ])?;
+            stmt.execute(rusqlite::params![
+                at,
+                "operation_errors",
+                "counter",
+                labels,
+                o.errors as f64,
+                None::<i64>,
+                None::<f64>,
+                None::<f64>,
+                None::<f64>
+            ])?;
+            stmt.execute(rusqlite::params![
+                at,
+                "operation_latency_ns",
+                "histogram",
+                labels,
+                o.mean_ns as f64,
+                i64::try_from(o.count).unwrap_or(i64::MAX),
+                o.p50_ns as f64,
+                o.p95_ns as f64,
+                o.p99_ns as f64
+            ])?;
+        }
+        let gauges: [(&str, f64); 7] = [
+            ("acl_cache_hit_rate", snapshot.acl_cache_hit_rate),
+            ("busy_retries", snapshot.busy_retries as f64),
+            ("commit_groups", snapshot.commit_groups as f64),
+            ("denials", snapshot.denials as f64),
+            ("conflicts", snapshot.conflicts as f64),
+            ("database_bytes", snapshot.db_bytes as f64),
+            ("wal_bytes", snapshot.wal_bytes as f64),
+        ];
+        for (name, value) in gauges {
+            stmt.execute(rusqlite::params![
+                at,
+                name,
+                "gauge",
+                "{}",
+                value,
+                None::<i64>,
+                None::<f64>,
+                None::<f64>,
+                None::<f64>
+            ])?;
+        }
+        Ok(())
+    })
+}
+
+/// Deletes metrics and change-feed rows past their retention, in bounded batches.
+fn trim(shared: &Arc<Shared>) -> crate::Result<()> {
+    let now = shared.now().as_millis();
+    let metrics_before =
+        now - i64::try_from(shared.config.metrics_retention.as_millis()).unwrap_or(i64::MAX);
+    let changes_before =
+        now - i64::try_from(shared.config.change_retention.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let n = shared.writer.run(move |ctx| {
+            let m = ctx.conn().prepare_cached(
+                "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE at < ?1 ORDER BY id LIMIT ?2)",
+            )?
+            .execute(rusqlite::params![metrics_before, TRIM_BATCH])?;
+            let c = ctx.conn().prepare_cached(
+                "DELETE FROM memory_changes WHERE seq IN (SELECT seq FROM memory_changes WHERE at < ?1 ORDER BY seq LIMIT ?2)",
+            )?
+            .execute(rusqlite::params![changes_before, TRIM_BATCH])?;
+            Ok(m.max(c))
+        })?;
+        if (n as i64) < TRIM_BATCH {
+            return Ok(());
+        }
     }
 }

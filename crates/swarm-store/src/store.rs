@@ -54,6 +54,7 @@ pub(crate) struct Shared {
     pub(crate) changed: ChangeSignal,
     pub(crate) access: crate::memory::AccessTracker,
     pub(crate) counters: Counters,
+    pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) closed: AtomicBool,
     pub(crate) background: Mutex<Option<Background>>,
 }
@@ -67,6 +68,7 @@ pub(crate) struct Counters {
     pub(crate) conflicts: AtomicU64,
     pub(crate) expired_swept: AtomicU64,
     pub(crate) stale_principal_retries: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
 }
 
 /// Wakes watchers after a commit that changed memory.
@@ -147,6 +149,7 @@ impl Store {
             changed: ChangeSignal::default(),
             access: crate::memory::AccessTracker::default(),
             counters: Counters::default(),
+            metrics: crate::metrics::Metrics::new(),
             closed: AtomicBool::new(false),
             background: Mutex::new(None),
             target,
@@ -180,6 +183,33 @@ impl Store {
     /// reloaded when a grant, revoke or membership change made it stale.
     pub fn principal(&self, who: &Identity) -> Result<Principal> {
         self.shared.read_snapshot_as(who, |_, p| Ok(p.clone()))
+    }
+
+    /// Everything the store measures, now.
+    pub fn metrics(&self) -> crate::metrics::MetricsSnapshot {
+        let s = &self.shared;
+        let cache = s.principals.stats();
+        let c = &s.counters;
+        let w = &s.writer.stats;
+        let (db_bytes, wal_bytes) = s.file_sizes();
+        crate::metrics::MetricsSnapshot {
+            uptime_ms: s.metrics.uptime_ms(),
+            ops: s.metrics.ops(),
+            acl_cache_hits: cache.hits,
+            acl_cache_misses: cache.misses,
+            acl_cache_hit_rate: cache.hit_rate(),
+            stale_principal_retries: c.stale_principal_retries.load(Ordering::Relaxed),
+            commit_groups: w.groups.load(Ordering::Relaxed),
+            write_jobs: w.jobs.load(Ordering::Relaxed),
+            failed_commits: w.failed_commits.load(Ordering::Relaxed),
+            busy_retries: w.busy_retries.load(Ordering::Relaxed),
+            denials: c.denials.load(Ordering::Relaxed),
+            conflicts: c.conflicts.load(Ordering::Relaxed),
+            expired_swept: c.expired_swept.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            db_bytes,
+            wal_bytes,
+        }
     }
 
     /// Hit rate and size of the principal cache.
@@ -222,7 +252,10 @@ impl Store {
             return Ok(());
         }
         self.shared.stop_background();
-        let flushed = self.shared.flush();
+        let mut flushed = self.shared.flush();
+        if self.shared.config.metrics_interval.is_some() {
+            flushed = flushed.and(crate::maintenance::persist_metrics(&self.shared));
+        }
         let conn = self.shared.writer.close();
         if let Some(conn) = conn {
             if !self.shared.target.memory {
@@ -241,6 +274,15 @@ impl Shared {
 
     pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Sizes of the database file and its WAL (0 for in-memory databases).
+    pub(crate) fn file_sizes(&self) -> (u64, u64) {
+        if self.target.memory {
+            return (0, 0);
+        }
+        let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        (size(&self.target.uri), size(&format!("{}-wal", self.target.uri)))
     }
 
     /// A principal from the cache (any generation) or freshly loaded. Callers whose query

@@ -306,6 +306,17 @@ impl Writer {
         }
     }
 
+    /// Runs `f` on the write connection outside any transaction (checkpoints, `ANALYZE`),
+    /// after the current group.
+    pub(crate) fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        let mut guard = self.conn.lock();
+        let conn = guard.as_mut().ok_or(StoreError::Closed)?;
+        f(conn)
+    }
+
     /// Refuses new jobs, lets the current group finish, and returns the connection.
     pub(crate) fn close(&self) -> Option<Connection> {
         self.queue.lock().closed = true;

@@ -30,6 +30,7 @@ pub use types::{
 
 use crate::audit::{AuditEntry, Outcome};
 use crate::error::{Result, StoreError};
+use crate::metrics::Op;
 use crate::store::{Shared, Store};
 use crate::txn::WriteCtx;
 use aad::memory_aad;
@@ -192,7 +193,7 @@ impl RawRow {
 
 /// The access metadata of a stored record, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Scope {
+pub(crate) struct Scope {
     owner: Option<AgentId>,
     team: Option<TeamId>,
     level: AclLevel,
@@ -202,6 +203,34 @@ impl Scope {
     fn access<'a>(&'a self, swarm: &'a SwarmId) -> Access<'a> {
         Access::new(self.level, swarm).with_owner(self.owner.as_ref()).with_team(self.team.as_ref())
     }
+}
+
+/// Parses the stored key, scope and value type of a row.
+pub(crate) fn parse_stored(
+    swarm: &str,
+    namespace: &str,
+    key: &str,
+    owner: Option<&str>,
+    team: Option<&str>,
+    level: i64,
+    value_type: &str,
+) -> Result<(RecordKey, Scope, ValueType)> {
+    let key = RecordKey::parse(swarm, namespace, key)
+        .map_err(|e| StoreError::Corrupt(format!("stored key: {e}")))?;
+    Ok((key, parse_scope(owner, team, level)?, ValueType::parse(value_type)?))
+}
+
+/// The associated data sealing a record's value.
+pub(crate) fn aad_for(key: &RecordKey, scope: &Scope, vt: ValueType) -> Vec<u8> {
+    memory_aad(
+        key.swarm().as_str(),
+        key.namespace().as_str(),
+        key.key().as_str(),
+        scope.level,
+        scope.owner.as_ref().map(AgentId::as_str),
+        scope.team.as_ref().map(TeamId::as_str),
+        vt,
+    )
 }
 
 fn parse_scope(owner: Option<&str>, team: Option<&str>, level: i64) -> Result<Scope> {
@@ -230,15 +259,7 @@ impl Shared {
     ) -> Result<(Vec<u8>, Option<u32>)> {
         let codec_err = |source| StoreError::Codec { key: key.to_string(), source };
         if self.encrypts(scope.level) {
-            let aad = memory_aad(
-                key.swarm().as_str(),
-                key.namespace().as_str(),
-                key.key().as_str(),
-                scope.level,
-                scope.owner.as_ref().map(AgentId::as_str),
-                scope.team.as_ref().map(TeamId::as_str),
-                vt,
-            );
+            let aad = aad_for(key, scope, vt);
             let env =
                 self.codec.encode(plaintext, Seal::Encrypt { aad: &aad }).map_err(codec_err)?;
             let key_id = swarm_codec::inspect(&env).map_err(codec_err)?.key_id().map(|k| k.get());
@@ -918,87 +939,93 @@ impl Store {
     /// (the three are indistinguishable to the caller; a hidden record's denial is
     /// audited).
     pub fn get(&self, who: &Identity, key: &RecordKey) -> Result<Option<Record>> {
-        let shared = &self.shared;
-        let now = shared.now();
-        let raw = shared.read_as(who, |conn, p| {
-            let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
-            let mut binds = key_binds(key, now);
-            push_pred(&mut binds, &pred);
-            let mut stmt = conn.prepare_cached(&get_sql(pred.sql()))?;
-            let (generation, raw) = stmt.query_row(params_from_iter(binds), |r| {
-                Ok((r.get::<_, i64>(0)?, RawRow::from_row(r, 1)?))
+        self.shared.metrics.time(Op::Get, || {
+            let shared = &self.shared;
+            let now = shared.now();
+            let raw = shared.read_as(who, |conn, p| {
+                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
+                let mut binds = key_binds(key, now);
+                push_pred(&mut binds, &pred);
+                let mut stmt = conn.prepare_cached(&get_sql(pred.sql()))?;
+                let (generation, raw) = stmt.query_row(params_from_iter(binds), |r| {
+                    Ok((r.get::<_, i64>(0)?, RawRow::from_row(r, 1)?))
+                })?;
+                Ok((raw, u64_of(generation)))
             })?;
-            Ok((raw, u64_of(generation)))
-        })?;
-        match raw {
-            Some(raw) => {
-                let record = shared.decode_row(key.clone(), raw)?;
-                shared.after_read(who, key, now, "memory.get");
-                Ok(Some(record))
+            match raw {
+                Some(raw) => {
+                    let record = shared.decode_row(key.clone(), raw)?;
+                    shared.after_read(who, key, now, "memory.get");
+                    Ok(Some(record))
+                }
+                None => {
+                    shared.audit_if_hidden(who, key, now, "memory.get")?;
+                    Ok(None)
+                }
             }
-            None => {
-                shared.audit_if_hidden(who, key, now, "memory.get")?;
-                Ok(None)
-            }
-        }
+        })
     }
 
     /// Whether a record exists and is visible to `who`.
     pub fn has(&self, who: &Identity, key: &RecordKey) -> Result<bool> {
-        let shared = &self.shared;
-        let now = shared.now();
-        let found = shared.read_as(who, |conn, p| {
-            let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
-            let mut binds = key_binds(key, now);
-            push_pred(&mut binds, &pred);
-            let mut stmt = conn.prepare_cached(&has_sql(pred.sql()))?;
-            let (generation, version) = stmt.query_row(params_from_iter(binds), |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+        self.shared.metrics.time(Op::Has, || {
+            let shared = &self.shared;
+            let now = shared.now();
+            let found = shared.read_as(who, |conn, p| {
+                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
+                let mut binds = key_binds(key, now);
+                push_pred(&mut binds, &pred);
+                let mut stmt = conn.prepare_cached(&has_sql(pred.sql()))?;
+                let (generation, version) = stmt.query_row(params_from_iter(binds), |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                })?;
+                Ok((version.is_some(), u64_of(generation)))
             })?;
-            Ok((version.is_some(), u64_of(generation)))
-        })?;
-        if !found {
-            shared.audit_if_hidden(who, key, now, "memory.has")?;
-        }
-        Ok(found)
+            if !found {
+                shared.audit_if_hidden(who, key, now, "memory.has")?;
+            }
+            Ok(found)
+        })
     }
 
     /// Reads several records in one snapshot; each is `None` when absent or not visible.
     pub fn mget(&self, who: &Identity, keys: &[RecordKey]) -> Result<Vec<Option<Record>>> {
-        let shared = &self.shared;
-        if keys.len() > shared.config.limits.max_batch {
-            return Err(StoreError::invalid(format!(
-                "{} keys in one mget, the limit is {}",
-                keys.len(),
-                shared.config.limits.max_batch
-            )));
-        }
-        let now = shared.now();
-        let raws = shared.read_snapshot_as(who, |conn, p| {
-            let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
-            let mut stmt = conn.prepare_cached(&get_sql(pred.sql()))?;
+        self.shared.metrics.time(Op::Mget, || {
+            let shared = &self.shared;
+            if keys.len() > shared.config.limits.max_batch {
+                return Err(StoreError::invalid(format!(
+                    "{} keys in one mget, the limit is {}",
+                    keys.len(),
+                    shared.config.limits.max_batch
+                )));
+            }
+            let now = shared.now();
+            let raws = shared.read_snapshot_as(who, |conn, p| {
+                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
+                let mut stmt = conn.prepare_cached(&get_sql(pred.sql()))?;
+                let mut out = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let mut binds = key_binds(key, now);
+                    push_pred(&mut binds, &pred);
+                    out.push(stmt.query_row(params_from_iter(binds), |r| RawRow::from_row(r, 1))?);
+                }
+                Ok(out)
+            })?;
             let mut out = Vec::with_capacity(keys.len());
-            for key in keys {
-                let mut binds = key_binds(key, now);
-                push_pred(&mut binds, &pred);
-                out.push(stmt.query_row(params_from_iter(binds), |r| RawRow::from_row(r, 1))?);
+            for (key, raw) in keys.iter().zip(raws) {
+                match raw {
+                    Some(raw) => {
+                        out.push(Some(shared.decode_row(key.clone(), raw)?));
+                        shared.after_read(who, key, now, "memory.mget");
+                    }
+                    None => {
+                        shared.audit_if_hidden(who, key, now, "memory.mget")?;
+                        out.push(None);
+                    }
+                }
             }
             Ok(out)
-        })?;
-        let mut out = Vec::with_capacity(keys.len());
-        for (key, raw) in keys.iter().zip(raws) {
-            match raw {
-                Some(raw) => {
-                    out.push(Some(shared.decode_row(key.clone(), raw)?));
-                    shared.after_read(who, key, now, "memory.mget");
-                }
-                None => {
-                    shared.audit_if_hidden(who, key, now, "memory.mget")?;
-                    out.push(None);
-                }
-            }
-        }
-        Ok(out)
+        })
     }
 
     fn prepare(
@@ -1036,28 +1063,30 @@ impl Store {
         value: Value,
         opts: &SetOptions,
     ) -> Result<Written> {
-        let prepared = self.prepare(who, key, &value, opts)?;
-        let key = key.clone();
-        let opts = opts.clone();
-        self.shared
-            .write_as(who, move |ctx, shared, p| {
-                let now = shared.now();
-                match write_one(ctx, shared, p, &key, Change::Put(prepared), &opts, now)? {
-                    Ok((w, _)) => {
-                        let detail =
-                            serde_json::json!({ "version": w.version, "created": w.created });
-                        audit_ok(ctx, p, &key, "memory.set", detail, now)?;
-                        notify(ctx, shared);
-                        Ok(Ok(w))
+        self.shared.metrics.time(Op::Set, || {
+            let prepared = self.prepare(who, key, &value, opts)?;
+            let key = key.clone();
+            let opts = opts.clone();
+            self.shared
+                .write_as(who, move |ctx, shared, p| {
+                    let now = shared.now();
+                    match write_one(ctx, shared, p, &key, Change::Put(prepared), &opts, now)? {
+                        Ok((w, _)) => {
+                            let detail =
+                                serde_json::json!({ "version": w.version, "created": w.created });
+                            audit_ok(ctx, p, &key, "memory.set", detail, now)?;
+                            notify(ctx, shared);
+                            Ok(Ok(w))
+                        }
+                        Err(r) => Ok(Err(refuse(ctx, p, &key, "memory.set", r, now)?)),
                     }
-                    Err(r) => Ok(Err(refuse(ctx, p, &key, "memory.set", r, now)?)),
-                }
-            })
-            .and_then(|r| r)
-            .map_err(|e| self.count_error(e))
-            .inspect(|_| {
-                self.shared.counters.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            })
+                })
+                .and_then(|r| r)
+                .map_err(|e| self.count_error(e))
+                .inspect(|_| {
+                    self.shared.counters.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })
+        })
     }
 
     fn count_error(&self, e: StoreError) -> StoreError {
@@ -1094,65 +1123,67 @@ impl Store {
         items: Vec<(RecordKey, Value)>,
         opts: &SetOptions,
     ) -> Result<Vec<Written>> {
-        let limits = self.shared.config.limits;
-        if items.len() > limits.max_batch {
-            return Err(StoreError::invalid(format!(
-                "{} items in one mset, the limit is {}",
-                items.len(),
-                limits.max_batch
-            )));
-        }
-        if opts.expect.is_some() {
-            return Err(StoreError::invalid(
-                "mset takes no version expectation: use set with if_version per record",
-            ));
-        }
-        let mut prepared = Vec::with_capacity(items.len());
-        for (key, value) in items {
-            let p = self.prepare(who, &key, &value, opts)?;
-            prepared.push((key, p));
-        }
-        let opts = opts.clone();
-        self.shared
-            .write_as(who, move |ctx, shared, p| {
-                let now = shared.now();
-                let mut refused: Option<(RecordKey, Refusal)> = None;
-                let result = ctx.atomically(|ctx| {
-                    let mut out = Vec::with_capacity(prepared.len());
-                    for (key, prep) in prepared {
-                        match write_one(ctx, shared, p, &key, Change::Put(prep), &opts, now)? {
-                            Ok((w, _)) => {
-                                audit_ok(
-                                    ctx,
-                                    p,
-                                    &key,
-                                    "memory.mset",
-                                    serde_json::json!({ "version": w.version }),
-                                    now,
-                                )?;
-                                out.push(w);
-                            }
-                            Err(r) => {
-                                refused = Some((key, r));
-                                return Err(StoreError::invalid("refused"));
+        self.shared.metrics.time(Op::Mset, || {
+            let limits = self.shared.config.limits;
+            if items.len() > limits.max_batch {
+                return Err(StoreError::invalid(format!(
+                    "{} items in one mset, the limit is {}",
+                    items.len(),
+                    limits.max_batch
+                )));
+            }
+            if opts.expect.is_some() {
+                return Err(StoreError::invalid(
+                    "mset takes no version expectation: use set with if_version per record",
+                ));
+            }
+            let mut prepared = Vec::with_capacity(items.len());
+            for (key, value) in items {
+                let p = self.prepare(who, &key, &value, opts)?;
+                prepared.push((key, p));
+            }
+            let opts = opts.clone();
+            self.shared
+                .write_as(who, move |ctx, shared, p| {
+                    let now = shared.now();
+                    let mut refused: Option<(RecordKey, Refusal)> = None;
+                    let result = ctx.atomically(|ctx| {
+                        let mut out = Vec::with_capacity(prepared.len());
+                        for (key, prep) in prepared {
+                            match write_one(ctx, shared, p, &key, Change::Put(prep), &opts, now)? {
+                                Ok((w, _)) => {
+                                    audit_ok(
+                                        ctx,
+                                        p,
+                                        &key,
+                                        "memory.mset",
+                                        serde_json::json!({ "version": w.version }),
+                                        now,
+                                    )?;
+                                    out.push(w);
+                                }
+                                Err(r) => {
+                                    refused = Some((key, r));
+                                    return Err(StoreError::invalid("refused"));
+                                }
                             }
                         }
+                        Ok(out)
+                    });
+                    match (result, refused) {
+                        (Ok(out), _) => {
+                            notify(ctx, shared);
+                            Ok(Ok(out))
+                        }
+                        (Err(_), Some((key, r))) => {
+                            Ok(Err(refuse(ctx, p, &key, "memory.mset", r, now)?))
+                        }
+                        (Err(e), None) => Err(e),
                     }
-                    Ok(out)
-                });
-                match (result, refused) {
-                    (Ok(out), _) => {
-                        notify(ctx, shared);
-                        Ok(Ok(out))
-                    }
-                    (Err(_), Some((key, r))) => {
-                        Ok(Err(refuse(ctx, p, &key, "memory.mset", r, now)?))
-                    }
-                    (Err(e), None) => Err(e),
-                }
-            })
-            .and_then(|r| r)
-            .map_err(|e| self.count_error(e))
+                })
+                .and_then(|r| r)
+                .map_err(|e| self.count_error(e))
+        })
     }
 
     /// Adds `by` to an integer record atomically and returns the new value. An absent
@@ -1160,32 +1191,34 @@ impl Store {
     /// one keeps its expiry. Text and JSON values that hold a whole number work too and
     /// keep their type; anything else is [`StoreError::NotAnInteger`].
     pub fn incr(&self, who: &Identity, key: &RecordKey, by: i64, opts: &SetOptions) -> Result<i64> {
-        self.shared.check_options(opts)?;
-        let key = key.clone();
-        let mut opts = opts.clone();
-        opts.keep_expiry = true;
-        self.shared
-            .write_as(who, move |ctx, shared, p| {
-                let now = shared.now();
-                match write_one(ctx, shared, p, &key, Change::Add(by), &opts, now)? {
-                    Ok((w, value)) => {
-                        let n = value.as_integer().unwrap_or_default();
-                        audit_ok(
-                            ctx,
-                            p,
-                            &key,
-                            "memory.incr",
-                            serde_json::json!({ "version": w.version, "by": by }),
-                            now,
-                        )?;
-                        notify(ctx, shared);
-                        Ok(Ok(n))
+        self.shared.metrics.time(Op::Incr, || {
+            self.shared.check_options(opts)?;
+            let key = key.clone();
+            let mut opts = opts.clone();
+            opts.keep_expiry = true;
+            self.shared
+                .write_as(who, move |ctx, shared, p| {
+                    let now = shared.now();
+                    match write_one(ctx, shared, p, &key, Change::Add(by), &opts, now)? {
+                        Ok((w, value)) => {
+                            let n = value.as_integer().unwrap_or_default();
+                            audit_ok(
+                                ctx,
+                                p,
+                                &key,
+                                "memory.incr",
+                                serde_json::json!({ "version": w.version, "by": by }),
+                                now,
+                            )?;
+                            notify(ctx, shared);
+                            Ok(Ok(n))
+                        }
+                        Err(r) => Ok(Err(refuse(ctx, p, &key, "memory.incr", r, now)?)),
                     }
-                    Err(r) => Ok(Err(refuse(ctx, p, &key, "memory.incr", r, now)?)),
-                }
-            })
-            .and_then(|r| r)
-            .map_err(|e| self.count_error(e))
+                })
+                .and_then(|r| r)
+                .map_err(|e| self.count_error(e))
+        })
     }
 
     /// Subtracts `by`: `incr` with `-by`.
@@ -1197,94 +1230,97 @@ impl Store {
     /// Deletes a record; `Ok(false)` when it is absent or not visible. With `expect`, a
     /// mismatch is [`StoreError::Conflict`] (compare-and-delete).
     pub fn delete(&self, who: &Identity, key: &RecordKey, expect: Option<Expect>) -> Result<bool> {
-        let key = key.clone();
-        let deleted = self
-            .shared
-            .write_as(who, move |ctx, shared, p| {
-                let now = shared.now();
-                let memory = ResourceType::Memory;
-                let existing = load_existing(ctx.conn(), &key, now)?;
-                let visible = existing.as_ref().filter(|e| {
-                    decide(p, Action::Read, memory, &e.scope.access(key.swarm()), now).is_allowed()
-                });
-                let Some(e) = visible else {
-                    if existing.is_some() {
-                        refuse(
-                            ctx,
-                            p,
-                            &key,
-                            "memory.delete",
-                            Refusal::Denied("not visible to the principal"),
-                            now,
-                        )?;
-                    }
-                    return match expect {
-                        Some(Expect::Version(v)) => Ok(Err(refuse(
-                            ctx,
-                            p,
-                            &key,
-                            "memory.delete",
-                            Refusal::Conflict {
-                                expected: Expect::Version(v),
-                                found: None,
-                                level: AclLevel::Swarm,
-                            },
-                            now,
-                        )?)),
-                        _ => Ok(Ok(false)),
+        self.shared.metrics.time(Op::Delete, || {
+            let key = key.clone();
+            let deleted = self
+                .shared
+                .write_as(who, move |ctx, shared, p| {
+                    let now = shared.now();
+                    let memory = ResourceType::Memory;
+                    let existing = load_existing(ctx.conn(), &key, now)?;
+                    let visible = existing.as_ref().filter(|e| {
+                        decide(p, Action::Read, memory, &e.scope.access(key.swarm()), now)
+                            .is_allowed()
+                    });
+                    let Some(e) = visible else {
+                        if existing.is_some() {
+                            refuse(
+                                ctx,
+                                p,
+                                &key,
+                                "memory.delete",
+                                Refusal::Denied("not visible to the principal"),
+                                now,
+                            )?;
+                        }
+                        return match expect {
+                            Some(Expect::Version(v)) => Ok(Err(refuse(
+                                ctx,
+                                p,
+                                &key,
+                                "memory.delete",
+                                Refusal::Conflict {
+                                    expected: Expect::Version(v),
+                                    found: None,
+                                    level: AclLevel::Swarm,
+                                },
+                                now,
+                            )?)),
+                            _ => Ok(Ok(false)),
+                        };
                     };
-                };
-                if !decide(p, Action::Delete, memory, &e.scope.access(key.swarm()), now)
-                    .is_allowed()
-                {
-                    return Ok(Err(refuse(
+                    if !decide(p, Action::Delete, memory, &e.scope.access(key.swarm()), now)
+                        .is_allowed()
+                    {
+                        return Ok(Err(refuse(
+                            ctx,
+                            p,
+                            &key,
+                            "memory.delete",
+                            Refusal::Denied("no delete permission on this record"),
+                            now,
+                        )?));
+                    }
+                    if let Some(Expect::Version(v)) = expect
+                        && v != e.version
+                    {
+                        let r = Refusal::Conflict {
+                            expected: Expect::Version(v),
+                            found: Some(e.version),
+                            level: e.scope.level,
+                        };
+                        return Ok(Err(refuse(ctx, p, &key, "memory.delete", r, now)?));
+                    }
+                    if let Some(Expect::Absent) = expect {
+                        let r = Refusal::Conflict {
+                            expected: Expect::Absent,
+                            found: Some(e.version),
+                            level: e.scope.level,
+                        };
+                        return Ok(Err(refuse(ctx, p, &key, "memory.delete", r, now)?));
+                    }
+                    ctx.conn().prepare_cached(DELETE)?.execute(rusqlite::params![
+                        key.swarm().as_str(),
+                        key.namespace().as_str(),
+                        key.key().as_str()
+                    ])?;
+                    let version = ctx.next_revision();
+                    record_change(ctx, &key, "delete", &e.scope, version, now)?;
+                    audit_ok(
                         ctx,
                         p,
                         &key,
                         "memory.delete",
-                        Refusal::Denied("no delete permission on this record"),
+                        serde_json::json!({ "version": e.version }),
                         now,
-                    )?));
-                }
-                if let Some(Expect::Version(v)) = expect
-                    && v != e.version
-                {
-                    let r = Refusal::Conflict {
-                        expected: Expect::Version(v),
-                        found: Some(e.version),
-                        level: e.scope.level,
-                    };
-                    return Ok(Err(refuse(ctx, p, &key, "memory.delete", r, now)?));
-                }
-                if let Some(Expect::Absent) = expect {
-                    let r = Refusal::Conflict {
-                        expected: Expect::Absent,
-                        found: Some(e.version),
-                        level: e.scope.level,
-                    };
-                    return Ok(Err(refuse(ctx, p, &key, "memory.delete", r, now)?));
-                }
-                ctx.conn().prepare_cached(DELETE)?.execute(rusqlite::params![
-                    key.swarm().as_str(),
-                    key.namespace().as_str(),
-                    key.key().as_str()
-                ])?;
-                let version = ctx.next_revision();
-                record_change(ctx, &key, "delete", &e.scope, version, now)?;
-                audit_ok(
-                    ctx,
-                    p,
-                    &key,
-                    "memory.delete",
-                    serde_json::json!({ "version": e.version }),
-                    now,
-                )?;
-                notify(ctx, shared);
-                Ok(Ok(true))
-            })
-            .and_then(|r| r)
-            .map_err(|e| self.count_error(e))?;
-        Ok(deleted)
+                    )?;
+                    notify(ctx, shared);
+                    Ok(Ok(true))
+                })
+                .and_then(|r| r)
+                .map_err(|e| self.count_error(e))?;
+            Ok(deleted)
+        })
     }
 
     /// Deletes every record of `namespace` in `swarm` that `who` may delete, and returns how
@@ -1304,45 +1340,48 @@ impl Store {
     }
 
     fn clear_where(&self, who: &Identity, scope: Option<(SwarmId, Namespace)>) -> Result<u64> {
-        self.shared.write_as(who, move |ctx, shared, p| {
-            let now = shared.now();
-            let pred = sql_predicate(p, Action::Delete, ResourceType::Memory, BARE_COLS, now, 3);
-            let (filter, resource) = match &scope {
-                Some((s, n)) => ("swarm_id = ?1 AND namespace = ?2", format!("{s}/{n}")),
-                None => ("?1 IS NOT NULL AND ?2 IS NOT NULL", "*".to_owned()),
-            };
-            let sql = format!(
-                "DELETE FROM memory WHERE {filter} AND {} \
+        self.shared.metrics.time(Op::Clear, || {
+            self.shared.write_as(who, move |ctx, shared, p| {
+                let now = shared.now();
+                let pred =
+                    sql_predicate(p, Action::Delete, ResourceType::Memory, BARE_COLS, now, 3);
+                let (filter, resource) = match &scope {
+                    Some((s, n)) => ("swarm_id = ?1 AND namespace = ?2", format!("{s}/{n}")),
+                    None => ("?1 IS NOT NULL AND ?2 IS NOT NULL", "*".to_owned()),
+                };
+                let sql = format!(
+                    "DELETE FROM memory WHERE {filter} AND {} \
                      RETURNING swarm_id, namespace, key, acl_level, owner_id, team_id, version",
-                pred.sql()
-            );
-            let (s, n) = scope.as_ref().map_or(("", ""), |(s, n)| (s.as_str(), n.as_str()));
-            let mut binds = vec![Bind::Text(s), Bind::Text(n)];
-            push_pred(&mut binds, &pred);
-            let deleted: Vec<RemovedRow> = {
-                let mut stmt = ctx.conn().prepare(&sql)?;
-                let rows = stmt.query_map(params_from_iter(binds), RemovedRow::from_row)?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            let version = ctx.next_revision();
-            for row in &deleted {
-                let (key, scope) = row.parse()?;
-                record_change(ctx, &key, "delete", &scope, version, now)?;
-            }
-            ctx.audit(&AuditEntry {
-                at: now.as_millis(),
-                actor: p.audit_name().to_owned(),
-                action: "memory.clear",
-                resource_type: "memory",
-                resource,
-                swarm: scope.as_ref().map(|(s, _)| s.to_string()),
-                outcome: Outcome::Ok,
-                detail: serde_json::json!({ "deleted": deleted.len() }).to_string(),
-            })?;
-            if !deleted.is_empty() {
-                notify(ctx, shared);
-            }
-            Ok(deleted.len() as u64)
+                    pred.sql()
+                );
+                let (s, n) = scope.as_ref().map_or(("", ""), |(s, n)| (s.as_str(), n.as_str()));
+                let mut binds = vec![Bind::Text(s), Bind::Text(n)];
+                push_pred(&mut binds, &pred);
+                let deleted: Vec<RemovedRow> = {
+                    let mut stmt = ctx.conn().prepare(&sql)?;
+                    let rows = stmt.query_map(params_from_iter(binds), RemovedRow::from_row)?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                let version = ctx.next_revision();
+                for row in &deleted {
+                    let (key, scope) = row.parse()?;
+                    record_change(ctx, &key, "delete", &scope, version, now)?;
+                }
+                ctx.audit(&AuditEntry {
+                    at: now.as_millis(),
+                    actor: p.audit_name().to_owned(),
+                    action: "memory.clear",
+                    resource_type: "memory",
+                    resource,
+                    swarm: scope.as_ref().map(|(s, _)| s.to_string()),
+                    outcome: Outcome::Ok,
+                    detail: serde_json::json!({ "deleted": deleted.len() }).to_string(),
+                })?;
+                if !deleted.is_empty() {
+                    notify(ctx, shared);
+                }
+                Ok(deleted.len() as u64)
+            })
         })
     }
 
@@ -1365,6 +1404,7 @@ impl Store {
     /// Lists the records `who` can see (metadata only), a page at a time, ordered by
     /// namespace then key.
     pub fn list(&self, who: &Identity, q: &ListQuery) -> Result<Page<RecordSummary>> {
+        self.shared.metrics.time(Op::List, || {
         let now = self.shared.now();
         self.shared.read_snapshot_as(who, |conn, p| {
             let glob = q.pattern.to_sqlite_glob();
@@ -1453,6 +1493,7 @@ impl Store {
             };
             Ok(Page { items, next })
         })
+            })
     }
 
     /// Counts of the records `who` can see in `swarm` (all swarms for the system
@@ -1520,6 +1561,7 @@ impl Store {
         filter: &ChangeFilter,
         limit: usize,
     ) -> Result<ChangePage> {
+        self.shared.metrics.time(Op::Changes, || {
         let now = self.shared.now();
         let limit = limit.clamp(1, 1000);
         self.shared.read_snapshot_as(who, |conn, p| {
@@ -1598,6 +1640,7 @@ impl Store {
             let gap = after > 0 && oldest.is_some_and(|o| u64_of(o) > after + 1);
             Ok(ChangePage { changes, cursor, gap })
         })
+            })
     }
 
     /// The newest position of the change feed (watch from here for new changes only).
@@ -1624,7 +1667,7 @@ impl Store {
     /// Deletes up to `batch` expired records now (the sweeper does this in the
     /// background) and returns how many went.
     pub fn sweep_expired(&self, batch: u32) -> Result<u64> {
-        sweep_once(&self.shared, batch)
+        self.shared.metrics.time(Op::Sweep, || sweep_once(&self.shared, batch))
     }
 }
 
@@ -1754,15 +1797,16 @@ struct RawSample {
 
 impl RawSample {
     fn opens(&self, shared: &Shared) -> bool {
-        let parsed = (
-            RecordKey::parse(&self.swarm, &self.namespace, &self.key),
-            parse_scope(self.owner.as_deref(), self.team.as_deref(), self.level),
-            ValueType::parse(&self.value_type),
+        let parsed = parse_stored(
+            &self.swarm,
+            &self.namespace,
+            &self.key,
+            self.owner.as_deref(),
+            self.team.as_deref(),
+            self.level,
+            &self.value_type,
         );
-        match parsed {
-            (Ok(k), Ok(scope), Ok(vt)) => shared.open(&k, &scope, vt, &self.value).is_ok(),
-            _ => false,
-        }
+        parsed.is_ok_and(|(k, scope, vt)| shared.open(&k, &scope, vt, &self.value).is_ok())
     }
 }
 

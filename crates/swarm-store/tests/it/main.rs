@@ -6,7 +6,9 @@
 mod acl_conformance;
 mod audit;
 mod fixtures;
+mod load;
 mod memory;
+mod operations;
 mod registry;
 mod schema;
 mod sql_agreement;

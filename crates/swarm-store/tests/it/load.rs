@@ -1,0 +1,166 @@
+//! Several OS processes on one database file, and processes killed mid-write.
+//!
+//! The test binary re-invokes itself: `child_process` below is an entry point that does
+//! nothing unless `SWARM_STORE_CHILD` names a role, in which case it is a child of one of
+//! the tests here.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use swarm_acl::{AgentId, Identity};
+use swarm_store::{SetOptions, Store, Value};
+
+use crate::fixtures::{Env, key, keyring, raw};
+
+fn child(role: &str, db: &std::path::Path, vars: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", "load::child_process", "--nocapture", "--test-threads", "1"])
+        .env("SWARM_STORE_CHILD", role)
+        .env("SWARM_CHILD_DB", db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Child entry point (see the module docs).
+#[test]
+fn child_process() {
+    let Ok(role) = std::env::var("SWARM_STORE_CHILD") else { return };
+    let db = std::env::var("SWARM_CHILD_DB").unwrap();
+    let store = Store::open(
+        swarm_store::StoreConfig::file(&db).with_keyring(keyring()).with_sweep_interval(None),
+    )
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    let ann = Identity::Agent(AgentId::new("ann").unwrap());
+    let id: u64 = std::env::var("SWARM_CHILD_ID").unwrap_or_default().parse().unwrap_or(0);
+    match role.as_str() {
+        "writer" => {
+            let n: u64 = std::env::var("SWARM_CHILD_N").unwrap().parse().unwrap();
+            for i in 0..n {
+                let k = key("s1", "mp", &format!("p{id}-{i}"));
+                if let Err(e) = store.set(&ann, &k, Value::Integer(i as i64), &SetOptions::new()) {
+                    fail(&format!("set: {e}"));
+                }
+                if let Err(e) = store.incr(&ann, &key("s1", "mp", "counter"), 1, &SetOptions::new())
+                {
+                    fail(&format!("incr: {e}"));
+                }
+            }
+            store.shutdown().unwrap_or_else(|e| fail(&e.to_string()));
+        }
+        "crash" => {
+            let start: u64 = std::env::var("SWARM_CHILD_START").unwrap().parse().unwrap();
+            let mut out = std::io::stdout().lock();
+            for i in start.. {
+                let k = key("s1", "crash", &format!("c{i}"));
+                if let Err(e) =
+                    store.set(&ann, &k, Value::Text(format!("value {i}")), &SetOptions::new())
+                {
+                    fail(&format!("set: {e}"));
+                }
+                // Acknowledged: the commit returned. Only now may the parent count on it.
+                use std::io::Write as _;
+                let _ = writeln!(out, "ack {i}");
+                let _ = out.flush();
+            }
+        }
+        other => fail(&format!("unknown role {other}")),
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("child failed: {msg}");
+    std::process::exit(3)
+}
+
+#[test]
+fn four_processes_writing_and_incrementing_one_file_lose_nothing() {
+    let env = Env::new();
+    env.agent("ann", "s1", &[]);
+    let n = 150u64;
+    let children: Vec<Child> = (0..4)
+        .map(|id| {
+            child(
+                "writer",
+                env.path(),
+                &[("SWARM_CHILD_ID", id.to_string()), ("SWARM_CHILD_N", n.to_string())],
+            )
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed: {stderr}");
+        assert!(
+            !stderr.to_lowercase().contains("locked"),
+            "a lock error reached a caller: {stderr}"
+        );
+    }
+    let ann = Identity::Agent(AgentId::new("ann").unwrap());
+    for id in 0..4 {
+        for i in 0..n {
+            let r = env.store.get(&ann, &key("s1", "mp", &format!("p{id}-{i}"))).unwrap();
+            assert_eq!(r.map(|r| r.value), Some(Value::Integer(i as i64)), "p{id}-{i} lost");
+        }
+    }
+    let counter = env.store.get(&ann, &key("s1", "mp", "counter")).unwrap().unwrap();
+    assert_eq!(counter.value, Value::Integer(4 * n as i64), "increments lost");
+    assert!(env.store.verify_audit().unwrap().is_intact());
+}
+
+#[test]
+fn a_process_killed_mid_write_loses_no_acknowledged_write_and_corrupts_nothing() {
+    let env = Env::new();
+    env.agent("ann", "s1", &[]);
+    let ann = Identity::Agent(AgentId::new("ann").unwrap());
+    let mut next = 0u64;
+    let mut acked_total = 0usize;
+    for round in 0..5u64 {
+        let mut c = child("crash", env.path(), &[("SWARM_CHILD_START", next.to_string())]);
+        let stdout = c.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(n) = line.strip_prefix("ack ").and_then(|n| n.parse::<u64>().ok()) {
+                    let _ = tx.send(n);
+                }
+            }
+        });
+        // Let it write for a while after its first acknowledgement, then SIGKILL it.
+        let first =
+            rx.recv_timeout(Duration::from_secs(30)).expect("child never acknowledged a write");
+        std::thread::sleep(Duration::from_millis(30 + (round * 47) % 200));
+        c.kill().unwrap();
+        let _ = c.wait();
+        reader.join().unwrap();
+        let mut acked = vec![first];
+        acked.extend(rx.try_iter());
+        acked_total += acked.len();
+        // The database opens, passes an integrity check, its audit chain verifies, and
+        // every acknowledged write is there.
+        assert_eq!(
+            raw(env.path())
+                .query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+                .unwrap(),
+            "ok"
+        );
+        let reopened = Store::open(crate::fixtures::config(env.path(), &env.clock)).unwrap();
+        assert!(reopened.verify_audit().unwrap().is_intact(), "round {round}");
+        for i in &acked {
+            let r = reopened.get(&ann, &key("s1", "crash", &format!("c{i}"))).unwrap();
+            assert_eq!(
+                r.map(|r| r.value),
+                Some(Value::Text(format!("value {i}"))),
+                "round {round}: acknowledged c{i} lost"
+            );
+        }
+        reopened.shutdown().unwrap();
+        next = acked.iter().max().unwrap() + 1_000;
+    }
+    assert!(acked_total > 5);
+}
