@@ -47,6 +47,7 @@ mod migrate;
 mod ops;
 mod principal;
 mod retry;
+mod sql;
 mod store;
 mod txn;
 mod writer;

@@ -13,11 +13,10 @@ mod types;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use swarm_acl::{
-    Access, AclLevel, Action, AgentId, Identity, Principal, ResourceType, SqlColumns, SqlParam,
-    SqlPredicate, SwarmId, TeamId, Timestamp, decide, sql_predicate,
+    Access, AclLevel, Action, AgentId, Identity, Principal, ResourceType, SqlColumns, SwarmId,
+    TeamId, Timestamp, decide, sql_predicate,
 };
 use swarm_codec::Seal;
 use zeroize::Zeroizing;
@@ -31,6 +30,7 @@ pub use types::{
 use crate::audit::{AuditEntry, Outcome};
 use crate::error::{Result, StoreError};
 use crate::metrics::Op;
+use crate::sql::{Bind, i64_of, push_pred, u64_of};
 use crate::store::{Shared, Store};
 use crate::txn::WriteCtx;
 use aad::memory_aad;
@@ -105,36 +105,6 @@ const CONFLICT: &str = "INSERT INTO conflicts (id, swarm_id, type, severity, ent
     VALUES (?1, ?2, 'version_mismatch', 'low', 'memory', ?3, 'agent', ?4, ?5, ?6, 'first_write_wins', 'resolved', \
     'the conflicting write was refused', ?7, ?8, ?8)";
 
-/// A value bound to a statement: text, optional text or an integer.
-enum Bind<'a> {
-    Text(&'a str),
-    OptText(Option<&'a str>),
-    Int(i64),
-    OptInt(Option<i64>),
-    Blob(&'a [u8]),
-}
-
-impl ToSql for Bind<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        match self {
-            Bind::Text(s) => s.to_sql(),
-            Bind::OptText(s) => s.to_sql(),
-            Bind::Int(n) => n.to_sql(),
-            Bind::OptInt(n) => n.to_sql(),
-            Bind::Blob(b) => b.to_sql(),
-        }
-    }
-}
-
-fn push_pred<'a>(binds: &mut Vec<Bind<'a>>, pred: &'a SqlPredicate) {
-    for p in pred.params() {
-        binds.push(match p {
-            SqlParam::Text(s) => Bind::Text(s),
-            SqlParam::Int(n) => Bind::Int(*n),
-        });
-    }
-}
-
 fn key_binds<'a>(key: &'a RecordKey, now: Timestamp) -> Vec<Bind<'a>> {
     vec![
         Bind::Text(key.swarm().as_str()),
@@ -142,14 +112,6 @@ fn key_binds<'a>(key: &'a RecordKey, now: Timestamp) -> Vec<Bind<'a>> {
         Bind::Text(key.key().as_str()),
         Bind::Int(now.as_millis()),
     ]
-}
-
-fn u64_of(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-fn i64_of(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A record row as read, before its value is opened.
