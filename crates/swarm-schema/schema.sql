@@ -83,7 +83,7 @@ CREATE TABLE conflicts (
     acl_level INTEGER NOT NULL DEFAULT 3 CHECK (acl_level BETWEEN 1 AND 5),
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
-);
+, owner_id TEXT REFERENCES agents (id), team_id TEXT REFERENCES teams (id));
 
 -- table consensus
 CREATE TABLE consensus (
@@ -368,6 +368,9 @@ CREATE INDEX audit_log_by_time ON audit_log (at);
 -- index conflicts_by_swarm_status
 CREATE INDEX conflicts_by_swarm_status ON conflicts (swarm_id, status, created_at);
 
+-- index conflicts_open_by_age
+CREATE INDEX conflicts_open_by_age ON conflicts (created_at) WHERE status = 'open';
+
 -- index consensus_by_swarm_status
 CREATE INDEX consensus_by_swarm_status ON consensus (swarm_id, status, deadline_at);
 
@@ -382,6 +385,9 @@ CREATE UNIQUE INDEX encryption_keys_one_active ON encryption_keys (status) WHERE
 
 -- index events_by_expiry
 CREATE INDEX events_by_expiry ON events (expires_at) WHERE expires_at IS NOT NULL;
+
+-- index events_by_visibility
+CREATE INDEX events_by_visibility ON events (swarm_id, status, visible_at);
 
 -- index events_claimable
 CREATE INDEX events_claimable ON events (swarm_id, status, priority DESC, seq);

@@ -39,11 +39,14 @@ impl Migration {
 }
 
 /// Every migration, in order. Append only.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("../migrations/0001_initial.sql") },
+    Migration {
+        version: 2,
+        name: "conflict_scope",
+        sql: include_str!("../migrations/0002_conflict_scope.sql"),
+    },
+];
 
 /// The schema version a database has once every migration is applied.
 pub fn latest_version() -> u32 {

@@ -95,6 +95,8 @@ pub struct StoreConfig {
     pub(crate) metrics_interval: Option<Duration>,
     pub(crate) metrics_retention: Duration,
     pub(crate) change_retention: Duration,
+    pub(crate) event_retention: Duration,
+    pub(crate) conflict_escalation: Option<Duration>,
 }
 
 impl StoreConfig {
@@ -131,6 +133,8 @@ impl StoreConfig {
             metrics_interval: Some(Duration::from_secs(60)),
             metrics_retention: Duration::from_secs(7 * 24 * 3600),
             change_retention: Duration::from_secs(24 * 3600),
+            event_retention: Duration::from_secs(7 * 24 * 3600),
+            conflict_escalation: Some(Duration::from_secs(3600)),
         }
     }
 
@@ -254,6 +258,20 @@ impl StoreConfig {
     /// resuming from an older position is told it missed changes.
     pub fn with_change_retention(mut self, keep: Duration) -> Self {
         self.change_retention = keep;
+        self
+    }
+
+    /// How long acknowledged and dead events stay in the log (default 7 days). Expired
+    /// events are deleted by the sweeper whatever this says (they are never delivered).
+    pub fn with_event_retention(mut self, keep: Duration) -> Self {
+        self.event_retention = keep;
+        self
+    }
+
+    /// Open conflicts older than this are escalated to a consensus round by the sweeper
+    /// (default one hour); `None` never escalates.
+    pub fn with_conflict_escalation(mut self, after: Option<Duration>) -> Self {
+        self.conflict_escalation = after;
         self
     }
 

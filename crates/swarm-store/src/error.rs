@@ -92,6 +92,9 @@ pub enum StoreError {
         /// What was there (`absent` or a version).
         found: String,
     },
+    /// A task cannot be claimed yet: hard dependencies are not completed.
+    #[error("{0}")]
+    Blocked(String),
     /// The input is not acceptable (bad id, key, value, option or limit).
     #[error("invalid input: {0}")]
     Invalid(String),

@@ -38,6 +38,7 @@ mod audit;
 mod clock;
 mod config;
 mod conn;
+mod domain;
 mod error;
 mod identity;
 mod maintenance;
@@ -56,6 +57,19 @@ pub use audit::{AuditRow, ChainProblem, Outcome, VerifyReport};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Durability, Limits, Location, StoreConfig};
 pub use conn::PragmaReport;
+pub use domain::artifacts::{Artifact, ArtifactFilter, ArtifactInfo, ArtifactSpec};
+pub use domain::conflicts::{Conflict, ConflictFilter};
+pub use domain::consensus::{
+    Ballot, Round, RoundSpec, RoundStatus, Strategy, Tally, Vote, VoteOutcome, decide_tally,
+};
+pub use domain::events::{
+    Delivery, Event, EventPage, EventSpec, EventStatus, EventWatch,
+    MAX_PAYLOAD as MAX_EVENT_PAYLOAD,
+};
+pub use domain::tasks::{
+    Assignee, Claim, Completion, Dependency, DependencyKind, Lease, Task, TaskChanges, TaskFilter,
+    TaskSpec, TaskStatus,
+};
 pub use error::{OpenError, Result, StoreError};
 pub use identity::{
     AgentFilter, AgentRecord, AgentStatus, AgentUpdate, GrantRecord, NewAgent, SwarmRecord,

@@ -55,20 +55,7 @@ fn tick(shared: &Arc<Shared>, s: &mut Schedule) {
         && s.last_sweep.elapsed() >= every
     {
         s.last_sweep = Instant::now();
-        let batch = shared.config.sweep_batch.max(1);
-        loop {
-            match shared
-                .metrics
-                .time(crate::metrics::Op::Sweep, || crate::memory::sweep_once(shared, batch))
-            {
-                Ok(n) if n == u64::from(batch) => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "sweeping expired records failed; will retry");
-                    break;
-                }
-            }
-        }
+        sweep(shared);
     }
     if let Some(every) = shared.config.metrics_interval
         && s.last_metrics.elapsed() >= every
@@ -82,6 +69,57 @@ fn tick(shared: &Arc<Shared>, s: &mut Schedule) {
         s.last_trim = Instant::now();
         if let Err(e) = trim(shared) {
             tracing::warn!(error = %e, "trimming old metrics and changes failed");
+        }
+    }
+}
+
+/// One sweeping step: returns how many rows it handled.
+type SweepStep<'a> = Box<dyn Fn() -> crate::Result<u64> + 'a>;
+
+/// Expired records and events, rounds past their deadline, conflicts left open too long.
+fn sweep(shared: &Arc<Shared>) {
+    let batch = shared.config.sweep_batch.max(1);
+    let keep_events = i64::try_from(shared.config.event_retention.as_millis()).unwrap_or(i64::MAX);
+    let store = crate::Store { shared: Arc::clone(shared) };
+    let escalate_ms =
+        shared.config.conflict_escalation.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut steps: Vec<(&str, SweepStep<'_>)> = vec![
+        (
+            "expired records",
+            Box::new(|| {
+                shared
+                    .metrics
+                    .time(crate::metrics::Op::Sweep, || crate::memory::sweep_once(shared, batch))
+            }),
+        ),
+        (
+            "expired events",
+            Box::new(|| crate::domain::events::sweep_events(shared, batch, keep_events)),
+        ),
+    ];
+    steps.push((
+        "expired consensus rounds",
+        Box::new(|| store.expire_rounds(&swarm_acl::Identity::System)),
+    ));
+    if let Some(ms) = escalate_ms {
+        let store = &store;
+        steps.push((
+            "stale conflicts",
+            Box::new(move || store.escalate_stale_conflicts(&swarm_acl::Identity::System, ms)),
+        ));
+    }
+    for (what, step) in &steps {
+        // Each step deletes or changes at most a batch per transaction; repeat while
+        // batches come back full so a backlog drains without holding the lock long.
+        for _ in 0..1000 {
+            match step() {
+                Ok(n) if n >= u64::from(batch).min(100) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweeping {what} failed; will retry");
+                    break;
+                }
+            }
         }
     }
 }

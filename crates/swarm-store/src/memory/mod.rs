@@ -36,6 +36,11 @@ use crate::txn::WriteCtx;
 use aad::memory_aad;
 use types::{check_tags, ttl_millis};
 
+/// Validates a duration used as a TTL or timeout and returns its milliseconds.
+pub(crate) fn ttl_ms(d: Duration) -> Result<i64> {
+    ttl_millis(d)
+}
+
 /// Columns of `memory AS m` for the ACL predicate.
 const COLS: SqlColumns<'static> = SqlColumns {
     level: "m.acl_level",
@@ -207,6 +212,10 @@ fn parse_scope(owner: Option<&str>, team: Option<&str>, level: i64) -> Result<Sc
 
 impl Shared {
     /// Whether records of `level` are encrypted under the configured policy.
+    pub(crate) fn encrypts_level(&self, level: AclLevel) -> bool {
+        self.encrypts(level)
+    }
+
     fn encrypts(&self, level: AclLevel) -> bool {
         self.config.encrypt_up_to.is_some_and(|max| level <= max)
     }

@@ -1,0 +1,190 @@
+//! `doctor`: one health report of the database, as the system principal. It is unhealthy
+//! (exit 1) when a key is missing or does not open its records, when the audit chain is
+//! broken, or when the connection runs with the wrong modes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use swarm_memory::{Identity, SwarmMemory};
+use swarm_store::{KeyReport, PragmaReport};
+
+use crate::audit;
+use crate::exit::{CliError, Result};
+use crate::output::{self, Reply, to_json};
+
+#[derive(Debug, Serialize)]
+struct Report {
+    healthy: bool,
+    database: String,
+    schema_version: u32,
+    settings: PragmaReport,
+    key: KeyCheck,
+    audit: serde_json::Value,
+    /// The coordination link (swarm-coord). Nothing configures one yet, so it is always
+    /// `not configured`; the coordinator fills this in when it arrives.
+    redis: RedisCheck,
+    /// Rows per table.
+    tables: BTreeMap<String, u64>,
+    /// What makes the database unhealthy.
+    problems: Vec<String>,
+    /// Worth knowing, not unhealthy.
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct KeyCheck {
+    ok: bool,
+    /// `file`, `environment` or `generated` (an in-memory database's throwaway key).
+    source: &'static str,
+    key_file: Option<String>,
+    #[serde(flatten)]
+    report: KeyReport,
+}
+
+#[derive(Debug, Serialize)]
+struct RedisCheck {
+    status: &'static str,
+}
+
+pub(crate) fn run(system: &SwarmMemory) -> Result<Reply> {
+    let report = gather(system)?;
+    let text = render(&report);
+    let reply = Reply::new(to_json(&report)?, text);
+    if report.healthy {
+        return Ok(reply);
+    }
+    let n = report.problems.len();
+    let first = report.problems.first().cloned().unwrap_or_default();
+    let error = CliError::unhealthy(format!(
+        "the database is unhealthy ({n} problem{}): {first}",
+        if n == 1 { "" } else { "s" }
+    ));
+    Ok(reply.failing(error))
+}
+
+fn gather(system: &SwarmMemory) -> Result<Report> {
+    let store = system.store();
+    let metrics = system.get_system_metrics()?;
+    let keys = store.key_report(&Identity::System)?;
+    let verify = store.verify_audit()?;
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+
+    let p = &metrics.pragmas;
+    let in_memory = system.database().is_none();
+    if !in_memory && p.journal_mode != "wal" {
+        problems.push(format!("journal mode is {}, not wal", p.journal_mode));
+    }
+    if !p.foreign_keys {
+        problems.push("foreign keys are not enforced".to_owned());
+    }
+    let key_problems_before = problems.len();
+    for k in &keys.keys {
+        if !k.available {
+            problems.push(format!(
+                "{} records are sealed with key {}, which the keyring does not hold",
+                k.records, k.key_id
+            ));
+        } else if k.sample_opens == Some(false) {
+            problems.push(format!(
+                "a record sealed with key {} does not open: wrong key or tampered data",
+                k.key_id
+            ));
+        }
+    }
+    let key_ok = problems.len() == key_problems_before;
+    if keys.plaintext_at_encrypted_levels > 0 {
+        warnings.push(format!(
+            "{} records at encrypted levels are stored in plaintext (written before encryption was configured)",
+            keys.plaintext_at_encrypted_levels
+        ));
+    }
+    if let Some(problem) = &verify.problem {
+        problems.push(format!("audit chain: {}", audit::describe_problem(problem)));
+    }
+    let source = match (system.key_file(), in_memory) {
+        (Some(_), _) => "file",
+        (None, true) => "generated",
+        (None, false) => "environment",
+    };
+    Ok(Report {
+        healthy: problems.is_empty(),
+        database: system
+            .database()
+            .map_or_else(|| ":memory:".to_owned(), |d| d.display().to_string()),
+        schema_version: metrics.schema_version,
+        settings: metrics.pragmas.clone(),
+        key: KeyCheck {
+            ok: key_ok,
+            source,
+            key_file: system.key_file().map(|k| k.display().to_string()),
+            report: keys,
+        },
+        audit: audit::report_json(&verify)?,
+        redis: RedisCheck { status: "not configured" },
+        tables: metrics.tables.into_iter().collect(),
+        problems,
+        warnings,
+    })
+}
+
+fn render(r: &Report) -> String {
+    let s = &r.settings;
+    let on = |b: bool| if b { "on" } else { "off" };
+    let ok = |b: bool| if b { "ok" } else { "FAILED" };
+    let sealed: u64 = r.key.report.keys.iter().map(|k| k.records).sum();
+    let key = format!(
+        "{} ({}, active key {}, {sealed} encrypted records)",
+        ok(r.key.ok),
+        match &r.key.key_file {
+            Some(f) => format!("key file {f}"),
+            None if r.key.source == "generated" =>
+                "generated for this in-memory database".to_owned(),
+            None => "from SQLITE_ENCRYPTION_KEY".to_owned(),
+        },
+        r.key.report.active.map_or("none".to_owned(), |k| k.to_string()),
+    );
+    let audit_ok = r.audit["intact"].as_bool().unwrap_or(false);
+    let audit = format!(
+        "{} ({} rows{})",
+        ok(audit_ok),
+        r.audit["rows"],
+        match r.audit["head"]["seq"].as_u64() {
+            Some(seq) => format!(", head seq {seq}"),
+            None => String::new(),
+        }
+    );
+    let mut text = output::fields(&[
+        ("healthy", if r.healthy { "yes".to_owned() } else { "NO".to_owned() }),
+        ("database", r.database.clone()),
+        ("schema version", r.schema_version.to_string()),
+        ("journal mode", s.journal_mode.clone()),
+        ("synchronous", s.synchronous.clone()),
+        ("busy timeout", format!("{} ms", s.busy_timeout_ms)),
+        (
+            "mmap size",
+            format!("{} requested, {} effective", s.mmap_size_requested, s.mmap_size_effective),
+        ),
+        ("page size", s.page_size.to_string()),
+        ("foreign keys", on(s.foreign_keys).to_owned()),
+        ("sqlite", s.sqlite_version.clone()),
+        ("key", key),
+        ("audit chain", audit),
+        ("redis", r.redis.status.to_owned()),
+    ]);
+    let rows: Vec<Vec<String>> =
+        r.tables.iter().map(|(t, n)| vec![t.clone(), n.to_string()]).collect();
+    text.push_str("tables:\n");
+    for line in output::table(&["TABLE", "ROWS"], &rows).lines() {
+        text.push_str(&format!("  {line}\n"));
+    }
+    for (title, items) in [("problems", &r.problems), ("warnings", &r.warnings)] {
+        if !items.is_empty() {
+            text.push_str(&format!("{title}:\n"));
+            for p in items {
+                text.push_str(&format!("  - {p}\n"));
+            }
+        }
+    }
+    text
+}

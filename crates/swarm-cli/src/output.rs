@@ -1,0 +1,239 @@
+//! Everything the command writes: a command's reply (human text or one JSON document on
+//! stdout), streamed lines (`watch`), notes and errors on stderr.
+//!
+//! Handlers build a [`Reply`] holding both renderings; which one is printed is decided
+//! here, once.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::exit::{CliError, Result};
+
+/// What a command produced.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    body: Body,
+    /// Lines for stderr (warnings), printed whatever the format.
+    notes: Vec<String>,
+    /// Set when the command printed a report but failed (an unhealthy `doctor`, a broken
+    /// audit chain): the report is the output, the error decides the exit code.
+    failed: Option<CliError>,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// A JSON document and its human rendering.
+    Doc { json: Json, text: String },
+    /// Bytes written exactly as they are (`get --raw`).
+    Raw(Vec<u8>),
+    /// The command wrote its output as it went (`watch`).
+    Streamed,
+}
+
+impl Reply {
+    /// A reply printed as `text` for humans, or as `json` with `--json`.
+    pub(crate) fn new(json: Json, text: impl Into<String>) -> Self {
+        Self { body: Body::Doc { json, text: text.into() }, notes: Vec::new(), failed: None }
+    }
+
+    /// Bytes for stdout, untouched.
+    pub(crate) fn raw(bytes: Vec<u8>) -> Self {
+        Self { body: Body::Raw(bytes), notes: Vec::new(), failed: None }
+    }
+
+    /// Nothing more to print: the command streamed its output.
+    pub(crate) fn streamed() -> Self {
+        Self { body: Body::Streamed, notes: Vec::new(), failed: None }
+    }
+
+    /// Adds a warning line for stderr.
+    pub(crate) fn note(mut self, line: impl Into<String>) -> Self {
+        self.notes.push(line.into());
+        self
+    }
+
+    /// Marks the reply as a failure reported by `error` once the body is printed.
+    pub(crate) fn failing(mut self, error: CliError) -> Self {
+        self.failed = Some(error);
+        self
+    }
+}
+
+/// Any serializable value as a JSON value.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Json> {
+    Ok(serde_json::to_value(value)?)
+}
+
+/// Prints a reply and returns the exit code.
+pub(crate) fn emit(reply: Reply, json: bool) -> u8 {
+    let printed = print_body(reply.body, json);
+    for n in &reply.notes {
+        stderr_line(&format!("warning: {n}"));
+    }
+    match (printed, reply.failed) {
+        (Err(e), _) => emit_error(&e, json),
+        (Ok(()), Some(e)) => {
+            // The report already is the one JSON document: only stderr hears about it.
+            stderr_line(&format!("error: {}", e.message()));
+            e.code()
+        }
+        (Ok(()), None) => 0,
+    }
+}
+
+fn print_body(body: Body, json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match body {
+        Body::Doc { json: doc, .. } if json => writeln!(out, "{}", serde_json::to_string(&doc)?)?,
+        Body::Doc { text, .. } if text.is_empty() => {}
+        Body::Doc { text, .. } if text.ends_with('\n') => out.write_all(text.as_bytes())?,
+        Body::Doc { text, .. } => writeln!(out, "{text}")?,
+        Body::Raw(bytes) => out.write_all(&bytes)?,
+        Body::Streamed => {}
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Reports a failed command: `error: ...` on stderr, and with `--json` also the error
+/// object on stdout (the invocation's one document). Returns the exit code.
+pub(crate) fn emit_error(e: &CliError, json: bool) -> u8 {
+    if e.is_broken_pipe() {
+        // Whoever read our output stopped reading (`| head`): that is not a failure.
+        return 0;
+    }
+    if json {
+        let doc = serde_json::json!({
+            "error": { "code": e.code(), "kind": e.kind(), "message": e.message() }
+        });
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{doc}").and_then(|()| out.flush());
+    }
+    stderr_line(&format!("error: {}", e.message()));
+    e.code()
+}
+
+/// With `--json`, a usage error found by clap also becomes the error object on stdout
+/// (clap prints its own message on stderr).
+pub(crate) fn usage_error_json(rendered: &str) {
+    let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid usage");
+    let message = first.strip_prefix("error: ").unwrap_or(first).trim();
+    let doc = serde_json::json!({ "error": { "code": 2, "kind": "usage", "message": message } });
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{doc}").and_then(|()| out.flush());
+}
+
+/// A line of progress or context for the person at the terminal; never command output.
+pub(crate) fn stderr_line(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+/// Prints one item of a stream (`watch`): a JSON object per line with `--json` (JSON
+/// Lines), else `text`. Flushed at once so a reader sees it as it happens.
+pub(crate) fn stream_item(json: bool, doc: &Json, text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(doc)?)?;
+    } else {
+        writeln!(out, "{text}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A plain-text table with a header row, columns padded to their widest cell.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i + 1 == widths.len() {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}  ");
+            }
+        }
+        let _ = writeln!(out, "{}", l.trim_end());
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// `label: value` lines with the values aligned.
+pub(crate) fn fields(pairs: &[(&str, String)]) -> String {
+    let width = pairs.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in pairs {
+        let label = format!("{k}:");
+        let _ = writeln!(out, "{label:<width$} {v}");
+    }
+    out
+}
+
+/// Unix milliseconds as UTC `YYYY-MM-DD HH:MM:SSZ`, for humans (JSON keeps milliseconds).
+pub(crate) fn time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // Count from 0000-03-01 so the leap day is the last day of the (shifted) year.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A list for humans: `a, b, c`, or `-` when empty.
+pub(crate) fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_dates() {
+        assert_eq!(time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00Z");
+        assert_eq!(time(1_767_225_599_999), "2025-12-31 23:59:59Z");
+        assert_eq!(time(-1), "1969-12-31 23:59:59Z");
+    }
+
+    #[test]
+    fn tables_pad_columns() {
+        let t = table(
+            &["ID", "NAME"],
+            &[vec!["a".into(), "x".into()], vec!["long".into(), "y".into()]],
+        );
+        assert_eq!(t, "ID    NAME\na     x\nlong  y\n");
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the `swarm-memory` command: the built binary, run in a temporary
+//! directory with a clean environment, as a user would.
+
+// Helpers outside #[test] functions unwrap too: a panic there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod admin;
+mod agents;
+mod health;
+mod memory;
+mod output;
+mod support;
