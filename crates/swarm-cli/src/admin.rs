@@ -13,19 +13,11 @@ use crate::output::{self, Reply};
 /// Creates what is missing (database, key file, swarm) and describes the result.
 pub(crate) fn init(g: &Global) -> Result<Reply> {
     g.require_file("init")?;
-    let swarm = g.swarm_or_default()?;
     let db_existed = g.db.exists();
     let key_file = keyfile::key_file_for(&g.db);
     let key_existed = key_file.exists();
-    let started = unix_millis();
     let system = g.builder()?.open()?;
-    let described = (|| {
-        // The umbrella creates the swarm while opening and does not say whether it had to;
-        // a swarm created at or after this process started was created by it.
-        let record = system.store().get_swarm(&Identity::System, &swarm)?;
-        let swarm_created = record.is_some_and(|r| r.created_at.as_millis() >= started);
-        Ok(describe_init(&system, db_existed, key_existed, swarm_created))
-    })();
+    let described = Ok(describe_init(&system, db_existed, key_existed, system.swarm_created()));
     open::finish(&system, described)
 }
 
@@ -78,11 +70,6 @@ fn describe_init(
     Reply::new(doc, text)
 }
 
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// `grant AGENT RESOURCE LEVEL ACTION[,ACTION...]`.
 #[derive(Debug, Args)]

@@ -22,9 +22,10 @@ pub const DEFAULT_NODE_ID: &str = "sqlite-system";
 /// Where the encryption key comes from.
 #[derive(Clone, Debug, Default)]
 pub enum KeySource {
-    /// `SQLITE_ENCRYPTION_KEY` if set, else the key file beside the database (`<db>.key`),
-    /// created with mode 0600 when the database is new. In-memory databases get a random
-    /// key that lives as long as they do.
+    /// The key file beside the database (`<db>.key`), created with mode 0600 when the
+    /// database is new. In-memory databases get a random key that lives as long as they
+    /// do. ([`Builder::from_env`] replaces this with the text of `SQLITE_ENCRYPTION_KEY`
+    /// when that is set.)
     #[default]
     Auto,
     /// This keyring.

@@ -30,6 +30,7 @@ struct Inner {
     database: Option<PathBuf>,
     key_file: Option<PathBuf>,
     encrypted_levels: Option<AclLevel>,
+    swarm_created: bool,
     events: EventBus,
     performance_monitoring: bool,
     benchmark_output_dir: Option<PathBuf>,
@@ -133,7 +134,9 @@ impl SwarmMemory {
         }
         let store = Store::open(config)?;
         let registry = Registry::new(store.clone()).with_default_swarm(swarm.clone());
-        registry.ensure_swarm(&swarm)?;
+        // Only a system allowed to create its database creates its swarm: opening an
+        // existing database (`must_exist`) never adds a swarm because of a typo.
+        let swarm_created = b.create && registry.ensure_swarm(&swarm)?;
         let events = EventBus::default();
         for l in &b.listeners {
             events.add(l.clone());
@@ -148,6 +151,7 @@ impl SwarmMemory {
                 database: database.clone(),
                 key_file,
                 encrypted_levels,
+                swarm_created,
                 events,
                 performance_monitoring: b.performance_monitoring,
                 benchmark_output_dir: b.benchmark_output_dir.clone(),
@@ -175,6 +179,11 @@ impl SwarmMemory {
     /// The system's swarm.
     pub fn swarm(&self) -> &SwarmId {
         &self.inner.swarm
+    }
+
+    /// Whether opening created the system's swarm.
+    pub fn swarm_created(&self) -> bool {
+        self.inner.swarm_created
     }
 
     /// This node's name on the coordination bus.

@@ -233,7 +233,8 @@ pub struct VerifyReport {
     /// Rows checked.
     pub rows: u64,
     /// The newest row's sequence number and hash (hex): keep a copy elsewhere to detect a
-    /// wholesale rewrite of the chain.
+    /// wholesale rewrite of the chain. When the chain is broken, the last row that still
+    /// verified.
     pub head: Option<(u64, String)>,
     /// The first problem, if any.
     pub problem: Option<ChainProblem>,
@@ -298,7 +299,9 @@ pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
         let stored_prev: Vec<u8> = row.get(9)?;
         let stored_hash: Vec<u8> = row.get(10)?;
         count += 1;
-        let report = |problem| VerifyReport { rows: count, head: None, problem: Some(problem) };
+        let last_good = head.clone();
+        let report =
+            |problem| VerifyReport { rows: count, head: last_good.clone(), problem: Some(problem) };
         if seq > expected_seq {
             return Ok(report(ChainProblem::Removed { seq: expected_seq }));
         }

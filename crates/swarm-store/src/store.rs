@@ -425,7 +425,7 @@ impl Shared {
     }
 
     /// Writes queued audit rows and access counts now.
-    pub(crate) fn flush(self: &Arc<Self>) -> Result<()> {
+    pub(crate) fn flush(&self) -> Result<()> {
         let counts = self.access.take();
         let pending = !self.pending_audit.is_empty();
         if counts.is_empty() && !pending {
@@ -462,6 +462,12 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.stop_background();
+        // Dropped without `shutdown`: still write what is queued (denied reads, counts).
+        if !self.closed.load(Ordering::SeqCst)
+            && let Err(e) = self.flush()
+        {
+            tracing::warn!(error = %e, "flushing queued audit rows at drop failed");
+        }
     }
 }
 

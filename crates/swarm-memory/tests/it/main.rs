@@ -152,7 +152,7 @@ fn the_seed_readme_flow_works_end_to_end() {
     );
     assert!(!format!("{events:?}").contains("secret-value"));
     let m = system.get_system_metrics().unwrap();
-    assert_eq!(m.schema_version, 1);
+    assert_eq!(m.schema_version, swarm_schema::latest_version());
     system.graceful_shutdown().unwrap();
     assert!(matches!(system.act_as(&id), Err(Error::Closed)));
 }

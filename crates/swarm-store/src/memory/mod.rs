@@ -1632,6 +1632,7 @@ impl Store {
             filter,
             cursor: from,
             buffer: Default::default(),
+            missed: false,
         }
     }
 
@@ -1864,6 +1865,7 @@ pub struct Watch {
     filter: ChangeFilter,
     cursor: u64,
     buffer: std::collections::VecDeque<ChangeEvent>,
+    missed: bool,
 }
 
 impl Watch {
@@ -1875,6 +1877,13 @@ impl Watch {
         self.cursor
     }
 
+    /// Whether changes after the starting position had already been trimmed by retention
+    /// when the watcher caught up: the caller missed some and should re-read what it
+    /// cares about.
+    pub fn missed_changes(&self) -> bool {
+        self.missed
+    }
+
     /// The next visible change, waiting at most `timeout`; `Ok(None)` on timeout.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<ChangeEvent>> {
         let deadline = std::time::Instant::now() + timeout;
@@ -1884,6 +1893,7 @@ impl Watch {
             }
             let epoch = self.store.shared.changed.epoch();
             let page = self.store.changes_since(&self.who, self.cursor, &self.filter, 256)?;
+            self.missed |= page.gap;
             self.cursor = page.cursor;
             if !page.changes.is_empty() {
                 self.buffer.extend(page.changes);

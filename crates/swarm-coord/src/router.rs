@@ -1,0 +1,262 @@
+//! Local subscriptions, and the validation every received message passes before delivery.
+//! Shared by both coordinators, so a forged message meets the same checks on either.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use parking_lot::Mutex;
+
+use crate::channel::{Channel, ChannelFilter, Topic, glob_match};
+use crate::config::CoordConfig;
+use crate::envelope::{DropReason, Envelope, decode_envelope};
+use crate::health::Counters;
+use crate::replay::{ReplayCache, Seen};
+use crate::{CoordError, Result};
+
+struct SubEntry {
+    filter: ChannelFilter,
+    topic: Topic,
+    tx: Sender<Envelope>,
+}
+
+#[derive(Default)]
+struct Subs {
+    next_id: u64,
+    entries: HashMap<u64, SubEntry>,
+    topics: BTreeMap<Topic, usize>,
+    closed: bool,
+}
+
+pub(crate) struct Router {
+    config: CoordConfig,
+    counters: Arc<Counters>,
+    subs: Mutex<Subs>,
+    replay: Mutex<(ReplayCache, u64)>,
+}
+
+/// Something that can drop a subscription by id (the coordinator that made it).
+pub(crate) trait Unsubscribe: Send + Sync {
+    fn unsubscribe(&self, id: u64);
+}
+
+impl Router {
+    pub(crate) fn new(config: CoordConfig, counters: Arc<Counters>) -> Self {
+        let replay = ReplayCache::new(config.replay_cache_capacity());
+        Self {
+            config,
+            counters,
+            subs: Mutex::new(Subs::default()),
+            replay: Mutex::new((replay, 0)),
+        }
+    }
+
+    /// Registers a subscription. Returns its id, its receiver, and whether its topic is new
+    /// (so the backend must subscribe to it).
+    pub(crate) fn add(
+        &self,
+        filter: ChannelFilter,
+    ) -> Result<(u64, Receiver<Envelope>, Topic, bool)> {
+        filter.validate()?;
+        if !self.config.keys().contains(filter.swarm()) {
+            return Err(CoordError::NoSecret { swarm: filter.swarm().clone() });
+        }
+        let (tx, rx) = crossbeam_channel::bounded(self.config.subscription_capacity());
+        let topic = filter.topic();
+        let mut subs = self.subs.lock();
+        if subs.closed {
+            return Err(CoordError::Closed);
+        }
+        subs.next_id += 1;
+        let id = subs.next_id;
+        let count = subs.topics.entry(topic.clone()).or_insert(0);
+        *count += 1;
+        let new = *count == 1;
+        subs.entries.insert(id, SubEntry { filter, topic: topic.clone(), tx });
+        Ok((id, rx, topic, new))
+    }
+
+    /// Removes a subscription; returns its topic when no other subscription uses it.
+    pub(crate) fn remove(&self, id: u64) -> Option<Topic> {
+        let mut subs = self.subs.lock();
+        let entry = subs.entries.remove(&id)?;
+        let count = subs.topics.get_mut(&entry.topic)?;
+        *count -= 1;
+        if *count == 0 {
+            subs.topics.remove(&entry.topic);
+            return Some(entry.topic);
+        }
+        None
+    }
+
+    /// Every topic with at least one subscription.
+    pub(crate) fn topics(&self) -> Vec<Topic> {
+        self.subs.lock().topics.keys().cloned().collect()
+    }
+
+    /// Drops every subscription; their receivers then report the coordinator closed.
+    pub(crate) fn close(&self) {
+        let mut subs = self.subs.lock();
+        subs.closed = true;
+        subs.entries.clear();
+        subs.topics.clear();
+    }
+
+    /// A message that arrived on `channel_name` for `topic` (as Redis delivers it: once per
+    /// matching subscription topic).
+    pub(crate) fn dispatch(&self, topic: &Topic, channel_name: &str, bytes: &[u8]) {
+        let channel = Channel::parse(channel_name).ok();
+        let targets: Vec<Sender<Envelope>> = {
+            let subs = self.subs.lock();
+            if !subs.topics.contains_key(topic) {
+                return;
+            }
+            match &channel {
+                // A name that is no channel of ours can only have matched a pattern.
+                None => {
+                    drop(subs);
+                    self.counters.drop_message(DropReason::Malformed);
+                    return;
+                }
+                Some(c) => subs
+                    .entries
+                    .values()
+                    .filter(|e| &e.topic == topic && e.filter.matches(c))
+                    .map(|e| e.tx.clone())
+                    .collect(),
+            }
+        };
+        // A pattern such as `swarm:a:*` also matches channels of swarm `a:b`; those are not
+        // for these subscribers, and are neither checked nor counted here.
+        if targets.is_empty() {
+            return;
+        }
+        let now = self.config.now_ms();
+        let mut env = match decode_envelope(
+            bytes,
+            channel_name,
+            self.config.keys(),
+            now,
+            self.config.limits(),
+        ) {
+            Ok(env) => env,
+            Err(reason) => {
+                tracing::debug!(channel = %crate::channel::truncated(channel_name), %reason, "dropped a message");
+                self.counters.drop_message(reason);
+                return;
+            }
+        };
+        {
+            let mut guard = self.replay.lock();
+            let (cache, last_sweep) = &mut *guard;
+            if now.saturating_sub(*last_sweep) >= 1_000 {
+                cache.sweep(now.saturating_sub(self.config.limits().replay_window_ms));
+                *last_sweep = now;
+            }
+            match cache.check_and_insert(&topic.key(), env.id(), env.timestamp_ms()) {
+                Seen::Fresh => {}
+                Seen::Replayed => {
+                    self.counters.drop_message(DropReason::Replayed);
+                    return;
+                }
+                Seen::TooOld => {
+                    self.counters.drop_message(DropReason::Expired);
+                    return;
+                }
+            }
+        }
+        env.set_received_now();
+        for tx in targets {
+            match tx.try_send(env.clone()) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(_)) => self.counters.lagged(),
+            }
+        }
+    }
+
+    /// The in-process equivalent of Redis delivering a PUBLISH: once per topic that matches
+    /// the channel name.
+    pub(crate) fn dispatch_all(&self, channel_name: &str, bytes: &[u8]) {
+        let topics: Vec<Topic> = self
+            .subs
+            .lock()
+            .topics
+            .keys()
+            .filter(|t| match t {
+                Topic::Channel(c) => c == channel_name,
+                Topic::Pattern(p) => glob_match(p.as_bytes(), channel_name.as_bytes()),
+            })
+            .cloned()
+            .collect();
+        for topic in topics {
+            self.dispatch(&topic, channel_name, bytes);
+        }
+    }
+}
+
+/// A live subscription. Dropping it unsubscribes. After a reconnect to Redis it is
+/// resubscribed without anything to do here.
+pub struct Subscription {
+    id: u64,
+    filter: ChannelFilter,
+    rx: Receiver<Envelope>,
+    owner: Weak<dyn Unsubscribe>,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        id: u64,
+        filter: ChannelFilter,
+        rx: Receiver<Envelope>,
+        owner: Weak<dyn Unsubscribe>,
+    ) -> Self {
+        Self { id, filter, rx, owner }
+    }
+
+    /// What this subscription receives.
+    pub fn filter(&self) -> &ChannelFilter {
+        &self.filter
+    }
+
+    /// The next message, waiting up to `timeout`: `Ok(None)` when none came,
+    /// [`CoordError::Closed`] once the coordinator is shut down.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Envelope>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(env) => Ok(Some(env)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(CoordError::Closed),
+        }
+    }
+
+    /// The next message if one is waiting.
+    pub fn try_recv(&self) -> Result<Option<Envelope>> {
+        match self.rx.try_recv() {
+            Ok(env) => Ok(Some(env)),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => Err(CoordError::Closed),
+        }
+    }
+
+    /// Messages waiting to be received.
+    pub fn pending(&self) -> usize {
+        self.rx.len()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.upgrade() {
+            owner.unsubscribe(self.id);
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("filter", &self.filter)
+            .field("pending", &self.rx.len())
+            .finish()
+    }
+}

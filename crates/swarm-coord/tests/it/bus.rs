@@ -1,0 +1,154 @@
+//! The scenarios on the in-process bus, inside one process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use swarm_acl::SwarmId;
+use swarm_coord::*;
+
+use crate::scenarios;
+use crate::support::*;
+
+fn swarm() -> SwarmId {
+    SwarmId::new("bus-swarm").unwrap()
+}
+
+fn nodes(n: usize) -> Vec<InProcessBus> {
+    let first = InProcessBus::new(config(&swarm(), "bus-0")).unwrap();
+    let mut out = Vec::new();
+    for i in 1..n {
+        out.push(first.node(config(&swarm(), &format!("bus-{i}"))).unwrap());
+    }
+    out.insert(0, first);
+    out
+}
+
+#[test]
+fn pubsub_between_nodes() {
+    let n = nodes(2);
+    scenarios::pubsub(&n[0], &n[1], &swarm());
+}
+
+#[test]
+fn a_shutdown_request_shuts_nothing_down() {
+    let n = nodes(2);
+    scenarios::shutdown_request_is_just_a_message(&n[0], &n[1], &swarm());
+}
+
+#[test]
+fn a_crashed_node_is_reported_offline_once_within_the_bound() {
+    let n = nodes(3);
+    let rejoin_node = n[0].node(config(&swarm(), "bus-rejoin")).unwrap();
+    // Two monitors (n[1], n[2]) watch; exactly one agent_offline must be published.
+    scenarios::liveness(
+        &n[0],
+        &n[1],
+        &swarm(),
+        || n[0].simulate_crash(),
+        |p| rejoin_node.join(p).unwrap(),
+    );
+}
+
+#[test]
+fn consensus_from_three_nodes_decides_once() {
+    let n = nodes(3);
+    let refs: Vec<&dyn Coordinator> = n.iter().map(|b| b as &dyn Coordinator).collect();
+    scenarios::consensus_once(&refs, &swarm());
+}
+
+#[test]
+fn deadlines_expire_rounds_once() {
+    let n = nodes(2);
+    scenarios::deadline(&n[0], &n[1], &swarm());
+}
+
+#[test]
+fn forged_messages_are_dropped_and_counted() {
+    let n = nodes(2);
+    let raw = |channel: &str, bytes: &[u8]| n[0].publish_raw(channel, bytes);
+    scenarios::forged(&n[1], &raw, &swarm());
+}
+
+#[test]
+fn health_and_shutdown() {
+    let n = nodes(2);
+    let h = n[0].health();
+    assert_eq!((h.backend, h.connected, h.reconnects), ("in-process", true, 0));
+    assert_eq!(h.node_id, "bus-0");
+    let sub = n[1].subscribe(ChannelFilter::all(&swarm())).unwrap();
+    n[1].join(Participant::new(swarm_acl::AgentId::new("leaver").unwrap(), swarm())).unwrap();
+    n[1].shutdown();
+    n[1].shutdown();
+    assert!(!n[1].health().connected);
+    assert!(matches!(
+        sub.recv_timeout(Duration::from_millis(10)),
+        Err(CoordError::Closed) | Ok(Some(_))
+    ));
+    assert!(n[0].participants(&swarm()).unwrap().is_empty(), "shutdown leaves");
+    let err = n[1]
+        .publish(&Channel::new(&swarm(), ChannelKind::Events), json!(1), PublishOptions::new())
+        .unwrap_err();
+    assert!(matches!(err, CoordError::Closed), "{err}");
+}
+
+#[test]
+fn a_swarm_without_a_secret_is_refused() {
+    let n = nodes(1);
+    let other = SwarmId::new("other").unwrap();
+    for err in [
+        n[0].subscribe(ChannelFilter::all(&other)).unwrap_err(),
+        n[0].publish(&Channel::new(&other, ChannelKind::Events), json!(1), PublishOptions::new())
+            .unwrap_err(),
+        n[0].join(Participant::new(swarm_acl::AgentId::new("a").unwrap(), other.clone()))
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, CoordError::NoSecret { .. }), "{err}");
+    }
+}
+
+#[test]
+fn priorities_above_ten_are_refused() {
+    let n = nodes(1);
+    let err = n[0]
+        .publish(
+            &Channel::new(&swarm(), ChannelKind::Events),
+            json!(1),
+            PublishOptions::new().priority(11),
+        )
+        .unwrap_err();
+    assert!(matches!(err, CoordError::Invalid(_)), "{err}");
+}
+
+#[test]
+fn a_slow_subscriber_loses_messages_counted_not_memory() {
+    let cfg = config(&swarm(), "small").with_subscription_capacity(4);
+    let bus = InProcessBus::new(cfg).unwrap();
+    let sub = bus.subscribe(ChannelFilter::exact(&swarm(), ChannelKind::Events)).unwrap();
+    for i in 0..10 {
+        bus.publish(&Channel::new(&swarm(), ChannelKind::Events), json!(i), PublishOptions::new())
+            .unwrap();
+    }
+    assert_eq!(sub.pending(), 4);
+    assert_eq!(bus.health().dropped.lagged, 6);
+}
+
+#[test]
+fn the_bus_is_usable_as_a_shared_trait_object() {
+    let shared: Arc<dyn Coordinator> =
+        Arc::new(InProcessBus::new(config(&swarm(), "shared")).unwrap());
+    let clone = shared.clone();
+    let sub = shared.subscribe(ChannelFilter::exact(&swarm(), ChannelKind::Memory)).unwrap();
+    std::thread::spawn(move || {
+        clone
+            .publish(
+                &Channel::new(&swarm(), ChannelKind::Memory),
+                json!({"type": "changed"}),
+                PublishOptions::new(),
+            )
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    assert!(recv_type(&sub, "changed", Duration::from_secs(1)).is_some());
+}
