@@ -7,7 +7,9 @@ use std::sync::Arc;
 use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
 use swarm_codec::{Cipher, Codec, CodecConfig, Key, KeyId, Keyring, Seal};
 
-use crate::harness::{Comparison, Measurement, Section, Settings, measure, measure_batched};
+use crate::harness::{
+    Comparison, Measurement, Section, Settings, faster, measure, measure_batched,
+};
 
 /// Value sizes measured: a small note, the compression threshold, a document, a large blob.
 const SIZES: [usize; 4] = [256, 1024, 10 * 1024, 64 * 1024];
@@ -162,10 +164,6 @@ where
     }))
 }
 
-fn faster(a: Measurement, b: Measurement) -> Measurement {
-    if b.p50_ns < a.p50_ns { b } else { a }
-}
-
 fn crate_name(cipher: Cipher) -> &'static str {
     match cipher {
         Cipher::Aes256Gcm => "aes-gcm",
@@ -178,6 +176,7 @@ fn scaled(settings: &Settings, size: usize) -> Settings {
     Settings {
         warmup: (settings.warmup / factor).max(10),
         iterations: (settings.iterations / factor).max(100),
+        quick: settings.quick,
     }
 }
 

@@ -15,18 +15,30 @@ pub(crate) struct Settings {
     pub(crate) warmup: u64,
     /// Calls measured.
     pub(crate) iterations: u64,
+    /// Smoke run (`--quick`): suites also shorten their data sets and timed runs.
+    pub(crate) quick: bool,
 }
 
 impl Settings {
     /// Quick settings for smoke runs (`--quick`).
     pub(crate) fn quick() -> Self {
-        Self { warmup: 200, iterations: 2_000 }
+        Self { warmup: 200, iterations: 2_000, quick: true }
+    }
+
+    /// The same settings with at most `iterations` calls measured and at most `warmup`
+    /// calls before, for operations too slow to run the full count of.
+    pub(crate) fn capped(&self, warmup: u64, iterations: u64) -> Self {
+        Self {
+            warmup: self.warmup.min(warmup),
+            iterations: self.iterations.min(iterations),
+            quick: self.quick,
+        }
     }
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { warmup: 2_000, iterations: 50_000 }
+        Self { warmup: 2_000, iterations: 50_000, quick: false }
     }
 }
 
@@ -89,6 +101,45 @@ pub(crate) fn measure_batched<R>(
         record(&mut hist, t.elapsed() / u32::try_from(batch).unwrap_or(u32::MAX));
     }
     summarize(name, rounds * batch, start.elapsed(), &hist)
+}
+
+/// Measures `a` and `b` call by call, alternating blocks of `block` calls until each has
+/// made `settings.iterations` calls, so that a change in the machine's load during the
+/// run lands on both sides alike. Calls per second count only each side's own blocks.
+pub(crate) fn measure_pair<A, B>(
+    names: (&str, &str),
+    settings: &Settings,
+    block: u64,
+    mut a: impl FnMut() -> A,
+    mut b: impl FnMut() -> B,
+) -> (Measurement, Measurement) {
+    for _ in 0..settings.warmup {
+        black_box(a());
+        black_box(b());
+    }
+    let block = block.max(1);
+    let (mut hist_a, mut hist_b) = (new_histogram(), new_histogram());
+    let (mut wall_a, mut wall_b) = (Duration::ZERO, Duration::ZERO);
+    let mut done = 0;
+    while done < settings.iterations {
+        let n = block.min(settings.iterations - done);
+        let start = Instant::now();
+        for _ in 0..n {
+            let t = Instant::now();
+            black_box(a());
+            record(&mut hist_a, t.elapsed());
+        }
+        wall_a += start.elapsed();
+        let start = Instant::now();
+        for _ in 0..n {
+            let t = Instant::now();
+            black_box(b());
+            record(&mut hist_b, t.elapsed());
+        }
+        wall_b += start.elapsed();
+        done += n;
+    }
+    (summarize(names.0, done, wall_a, &hist_a), summarize(names.1, done, wall_b, &hist_b))
 }
 
 /// Builds a measurement from latencies recorded elsewhere (for example by several threads).
@@ -160,6 +211,55 @@ impl Comparison {
     }
 }
 
+/// Keeps whichever of two measurements of the same thing has the lower median: the best
+/// round of several, so that a burst of outside load on a shared machine is discarded.
+pub(crate) fn faster(a: Measurement, b: Measurement) -> Measurement {
+    if b.p50_ns < a.p50_ns { b } else { a }
+}
+
+/// Keeps whichever of two throughput measurements has more calls per second.
+pub(crate) fn busier(a: Measurement, b: Measurement) -> Measurement {
+    if b.ops_per_sec > a.ops_per_sec { b } else { a }
+}
+
+/// A figure checked against an absolute target that an issue sets (a latency bound, a
+/// scaling factor), rather than against a baseline measured beside it.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Goal {
+    /// What is checked.
+    pub(crate) name: String,
+    /// The figure measured in this run.
+    pub(crate) value: f64,
+    /// Unit of `value` and `target`, such as `ns` or `x`.
+    pub(crate) unit: &'static str,
+    /// The target.
+    pub(crate) target: f64,
+    /// Whether the value must reach the target from below (`>=`) rather than stay under it.
+    pub(crate) at_least: bool,
+    /// Whether the target was met in this run.
+    pub(crate) met: bool,
+}
+
+impl Goal {
+    /// `value` must be at most `target`.
+    pub(crate) fn at_most(name: &str, value: f64, target: f64, unit: &'static str) -> Self {
+        Self { name: name.to_owned(), value, unit, target, at_least: false, met: value <= target }
+    }
+
+    /// `value` must be at least `target`.
+    pub(crate) fn at_least(name: &str, value: f64, target: f64, unit: &'static str) -> Self {
+        Self { name: name.to_owned(), value, unit, target, at_least: true, met: value >= target }
+    }
+
+    fn show(&self, v: f64) -> String {
+        match self.unit {
+            "ns" => fmt_ns(v),
+            "x" => format!("{v:.2}x"),
+            unit => format!("{v:.3} {unit}"),
+        }
+    }
+}
+
 /// A section of the report: free-form figures plus measurements and comparisons.
 #[derive(Clone, Debug, Default, Serialize)]
 pub(crate) struct Section {
@@ -169,6 +269,8 @@ pub(crate) struct Section {
     pub(crate) measurements: Vec<Measurement>,
     /// Comparisons against baselines.
     pub(crate) comparisons: Vec<Comparison>,
+    /// Figures checked against absolute targets.
+    pub(crate) goals: Vec<Goal>,
     /// Other named figures (ratios, sizes, counts).
     pub(crate) figures: Vec<(String, f64)>,
 }
@@ -202,14 +304,22 @@ impl Section {
             out.push('\n');
         }
         if !self.comparisons.is_empty() {
-            out.push_str("| comparison | ours p50 | baseline p50 | ratio | goal | met |\n|---|---:|---:|---:|---:|---|\n");
+            out.push_str(
+                "| comparison | ours p50 | ours p99 | ours ops/s | baseline p50 | baseline p99 \
+                 | baseline ops/s | ratio p50 | goal | met |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+            );
             for c in &self.comparisons {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {:.2}x | {} | {} |",
+                    "| {} | {} | {} | {:.0} | {} | {} | {:.0} | {:.2}x | {} | {} |",
                     c.name,
                     fmt_ns(c.ours.p50_ns as f64),
+                    fmt_ns(c.ours.p99_ns as f64),
+                    c.ours.ops_per_sec,
                     fmt_ns(c.baseline.p50_ns as f64),
+                    fmt_ns(c.baseline.p99_ns as f64),
+                    c.baseline.ops_per_sec,
                     c.ratio_p50,
                     c.goal.map_or_else(|| "-".to_owned(), |g| format!("<= {g:.2}x")),
                     match c.met {
@@ -217,6 +327,21 @@ impl Section {
                         Some(false) => "NO",
                         None => "-",
                     }
+                );
+            }
+            out.push('\n');
+        }
+        if !self.goals.is_empty() {
+            out.push_str("| goal | measured | target | met |\n|---|---:|---:|---|\n");
+            for g in &self.goals {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} {} | {} |",
+                    g.name,
+                    g.show(g.value),
+                    if g.at_least { ">=" } else { "<=" },
+                    g.show(g.target),
+                    if g.met { "yes" } else { "NO" }
                 );
             }
             out.push('\n');

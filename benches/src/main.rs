@@ -6,8 +6,13 @@
 
 #![allow(clippy::print_stdout, missing_docs)]
 
+mod acl;
 mod codec;
+mod concurrency;
+mod fixture;
 mod harness;
+mod scale;
+mod store;
 
 use std::path::PathBuf;
 
@@ -45,6 +50,10 @@ fn main() -> anyhow::Result<()> {
         eprintln!("running suite {suite}");
         let section: Section = match suite.as_str() {
             "codec" => codec::run(&settings)?,
+            "acl" => acl::run(&settings)?,
+            "store" => store::run(&settings)?,
+            "concurrency" => concurrency::run(&settings)?,
+            "scale" => scale::run(&settings)?,
             other => bail!("unknown suite {other} (known: {})", SUITES.join(" ")),
         };
         println!("{}", section.to_markdown());
@@ -59,4 +68,4 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Suites in the order `all` runs them.
-const SUITES: &[&str] = &["codec"];
+const SUITES: &[&str] = &["codec", "acl", "store", "concurrency", "scale"];

@@ -1,0 +1,216 @@
+//! The `concurrency` suite (issue 6): throughput with several threads on one store.
+//!
+//! - Writes: one thread doing SETs (each its own transaction) against eight threads doing
+//!   SETs on distinct keys through the same `Store`, whose writer groups concurrent writes
+//!   into shared transactions (goal: eight writers at least 5x one).
+//! - Reads: one thread doing random public GETs against two threads doing the same (goal:
+//!   two readers at least 1.7x one), and the same pair with raw rusqlite connections, one
+//!   per thread, as the ceiling this machine allows.
+//!
+//! Each configuration runs for a fixed time; configurations alternate over rounds and the
+//! best round of each is reported.
+
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use swarm_acl::Identity;
+use swarm_store::{Durability, RecordKey, SetOptions, Value};
+
+use crate::fixture::{self, Env, Rng};
+use crate::harness::{
+    Goal, Measurement, Section, Settings, busier, new_histogram, record, summarize,
+};
+
+/// Writer threads of the group-commit run.
+const WRITERS: usize = 8;
+/// Keys each writer thread updates (loaded first, so every SET replaces a record).
+const KEYS_PER_WRITER: usize = 1_000;
+/// Public records the readers read.
+const READ_RECORDS: usize = 10_000;
+/// Issue 6 goals.
+const WRITE_GOAL: f64 = 5.0;
+const READ_GOAL: f64 = 1.7;
+/// Alternating rounds; the best of each configuration is reported.
+const ROUNDS: usize = 3;
+
+/// A store with one agent per writer thread, each with its own keys, already loaded.
+struct Writers {
+    env: Env,
+    agents: Vec<Identity>,
+    keys: Vec<Vec<RecordKey>>,
+}
+
+impl Writers {
+    fn new(env: Env) -> anyhow::Result<Self> {
+        let agents: Vec<Identity> = (0..WRITERS)
+            .map(|t| env.agent(&format!("writer-{t}")))
+            .collect::<anyhow::Result<_>>()?;
+        let mut keys = Vec::with_capacity(WRITERS);
+        for (t, who) in agents.iter().enumerate() {
+            let ns = format!("writer-{t}");
+            keys.push(env.load(who, &ns, KEYS_PER_WRITER, &fixture::public())?.0);
+        }
+        fixture::checkpoint(&env.store, &env.path)?;
+        Ok(Self { env, agents, keys })
+    }
+
+    /// One SET by thread `t` on one of its own keys.
+    fn set(&self, t: usize, rng: &mut Rng, value: &Value, opts: &SetOptions) -> bool {
+        let keys = &self.keys[t];
+        let key = &keys[rng.below(keys.len())];
+        self.env.store.set(&self.agents[t], key, value.clone(), opts).is_ok()
+    }
+
+    /// One thread, then [`WRITERS`] threads, each doing SETs for `span`.
+    fn run(&self, span: Duration, label: &str) -> anyhow::Result<(Measurement, Measurement)> {
+        let (value, opts) = (fixture::value(), fixture::public());
+        let set = |t: usize, rng: &mut Rng, _: &mut ()| self.set(t, rng, &value, &opts);
+        let one = timed(&format!("SET{label}, 1 writer thread"), 1, span, |_| Ok(()), set)?;
+        let many = timed(
+            &format!("SET{label}, {WRITERS} writer threads (group commit)"),
+            WRITERS,
+            span,
+            |_| Ok(()),
+            set,
+        )?;
+        Ok((one, many))
+    }
+}
+
+pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
+    let mut section = Section::new("concurrency");
+    let span =
+        if settings.quick { Duration::from_millis(400) } else { Duration::from_millis(1500) };
+    eprintln!("concurrency: loading {} records", WRITERS * KEYS_PER_WRITER + READ_RECORDS);
+    let normal = Writers::new(Env::open()?)?;
+    let env = &normal.env;
+    let reader = &normal.agents[0];
+    let (read_keys, _) = env.load(reader, "shared", READ_RECORDS, &fixture::public())?;
+    fixture::checkpoint(&env.store, &env.path)?;
+    // The same write runs with synchronous=FULL, where every commit waits for an fsync:
+    // the case group commit exists for. Not a goal of its own, but it shows where the
+    // grouping pays and where it cannot.
+    eprintln!("concurrency: loading {} records (synchronous=FULL)", WRITERS * KEYS_PER_WRITER);
+    let full = Writers::new(Env::open_with(|c| c.with_durability(Durability::Full))?)?;
+
+    let mut best: [Option<Measurement>; 8] = Default::default();
+    let keep = |slot: &mut Option<Measurement>, m: Measurement| {
+        *slot = Some(match slot.take() {
+            None => m,
+            Some(old) => busier(old, m),
+        });
+    };
+    for round in 0..ROUNDS {
+        eprintln!("concurrency: round {}/{ROUNDS}", round + 1);
+        let (one, many) = normal.run(span, "")?;
+        keep(&mut best[0], one);
+        keep(&mut best[1], many);
+        // Every round's readers start from the same place: the writes just before them
+        // left a WAL of their own length behind.
+        fixture::checkpoint(&env.store, &env.path)?;
+        let get = |_: usize, rng: &mut Rng, _: &mut ()| {
+            matches!(env.store.get(reader, &read_keys[rng.below(READ_RECORDS)]), Ok(Some(_)))
+        };
+        keep(&mut best[2], timed("GET public, 1 reader thread", 1, span, |_| Ok(()), get)?);
+        keep(&mut best[3], timed("GET public, 2 reader threads", 2, span, |_| Ok(()), get)?);
+        let open = |_| fixture::raw_connection(&env.store, &env.path, true);
+        let raw_get = |_: usize, rng: &mut Rng, conn: &mut rusqlite::Connection| {
+            let key = read_keys[rng.below(READ_RECORDS)].key().as_str();
+            fixture::raw_get(conn, "shared", key).is_ok()
+        };
+        keep(&mut best[4], timed("raw point read, 1 thread", 1, span, open, raw_get)?);
+        keep(&mut best[5], timed("raw point read, 2 threads", 2, span, open, raw_get)?);
+        let (one, many) = full.run(span, " (synchronous=FULL)")?;
+        keep(&mut best[6], one);
+        keep(&mut best[7], many);
+    }
+    let [Some(w1), Some(w8), Some(r1), Some(r2), Some(raw1), Some(raw2), Some(f1), Some(f8)] = best
+    else {
+        anyhow::bail!("no rounds measured");
+    };
+    section.goals.push(Goal::at_least(
+        &format!("SET throughput, {WRITERS} writers / 1 writer"),
+        w8.ops_per_sec / w1.ops_per_sec,
+        WRITE_GOAL,
+        "x",
+    ));
+    section.goals.push(Goal::at_least(
+        "GET throughput, 2 readers / 1 reader",
+        r2.ops_per_sec / r1.ops_per_sec,
+        READ_GOAL,
+        "x",
+    ));
+    section.figures.push((
+        format!("SET throughput with synchronous=FULL, {WRITERS} writers / 1 writer"),
+        f8.ops_per_sec / f1.ops_per_sec,
+    ));
+    section.figures.push((
+        "raw point read throughput, 2 threads / 1 thread (this machine's ceiling)".into(),
+        raw2.ops_per_sec / raw1.ops_per_sec,
+    ));
+    section.figures.push((
+        "GET 1 reader ops/s / raw point read 1 thread ops/s".into(),
+        r1.ops_per_sec / raw1.ops_per_sec,
+    ));
+    section.figures.push(("seconds per timed run".into(), span.as_secs_f64()));
+    section.measurements.extend([w1, w8, f1, f8, r1, r2, raw1, raw2]);
+    normal.env.store.shutdown()?;
+    full.env.store.shutdown()?;
+    Ok(section)
+}
+
+/// Runs `op` on `threads` threads at once for `span`, each thread with its own random
+/// sequence and the state `init` makes for it (on that thread), and reports the latency
+/// of every call and the calls per second of all threads together. A call that fails
+/// fails the run: a benchmark that counts errors as work would flatter us.
+fn timed<S, I, F>(
+    name: &str,
+    threads: usize,
+    span: Duration,
+    init: I,
+    op: F,
+) -> anyhow::Result<Measurement>
+where
+    I: Fn(usize) -> anyhow::Result<S> + Sync,
+    F: Fn(usize, &mut Rng, &mut S) -> bool + Sync,
+{
+    let barrier = Barrier::new(threads);
+    let results: Vec<anyhow::Result<_>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (barrier, init, op) = (&barrier, &init, &op);
+                scope.spawn(move || -> anyhow::Result<_> {
+                    let state = init(t);
+                    barrier.wait();
+                    let mut state = state?;
+                    let mut rng = Rng::new(0xc0c0_0000 + t as u64);
+                    let mut hist = new_histogram();
+                    let mut calls = 0_u64;
+                    let start = Instant::now();
+                    while start.elapsed() < span {
+                        let t0 = Instant::now();
+                        let ok = op(t, &mut rng, &mut state);
+                        record(&mut hist, t0.elapsed());
+                        anyhow::ensure!(ok, "{name}: a call failed");
+                        calls += 1;
+                    }
+                    Ok((hist, calls, start.elapsed()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("{name}: a thread panicked"))))
+            .collect()
+    });
+    let mut hist = new_histogram();
+    let mut calls = 0;
+    let mut wall = Duration::ZERO;
+    for r in results {
+        let (h, n, elapsed) = r?;
+        hist.add(&h).map_err(|e| anyhow::anyhow!("merging histograms: {e}"))?;
+        calls += n;
+        wall = wall.max(elapsed);
+    }
+    Ok(summarize(name, calls, wall, &hist))
+}
