@@ -29,13 +29,20 @@ pub enum SqlParam {
 /// placeholders (`?N`) and the values to bind to them, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SqlPredicate {
-    sql: String,
+    sql: Arc<str>,
     params: Vec<SqlParam>,
 }
 
 impl SqlPredicate {
     /// The expression, always parenthesised so it can be joined with `AND`.
     pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The expression as a shared string. Predicates of the same shape (columns, highest
+    /// level, number of teams, first placeholder) share one allocation on a thread, so a
+    /// caller may use its address to memoise the statements it builds around it.
+    pub fn sql_shared(&self) -> &Arc<str> {
         &self.sql
     }
 
@@ -47,7 +54,7 @@ impl SqlPredicate {
     /// Whether the predicate admits no row at all (the principal holds no grant for the
     /// action). A caller may skip the query.
     pub fn is_never(&self) -> bool {
-        self.sql == NEVER
+        &*self.sql == NEVER
     }
 }
 
@@ -70,43 +77,95 @@ pub fn sql_predicate(
     first_param: usize,
 ) -> SqlPredicate {
     let agent = match principal {
-        Principal::System => return SqlPredicate { sql: ALWAYS.to_owned(), params: Vec::new() },
+        Principal::System => return SqlPredicate { sql: shared_text(ALWAYS), params: Vec::new() },
         Principal::Agent(a) => a,
     };
     let Some(max) = agent.max_level(resource, action, now) else {
-        return SqlPredicate { sql: NEVER.to_owned(), params: Vec::new() };
+        return SqlPredicate { sql: shared_text(NEVER), params: Vec::new() };
     };
-    let mut params = Vec::with_capacity(2 + agent.teams().len());
-    let mut next = first_param;
-    let mut bind = |params: &mut Vec<SqlParam>, p: SqlParam| {
-        params.push(p);
-        next += 1;
-        next - 1
-    };
+    let teams = agent.teams();
+    // The swarm is bound only when some clause refers to it: an unreferenced placeholder
+    // would make the statement's parameter count disagree with the values.
+    let swarm_needed = (max >= AclLevel::Team && !teams.is_empty()) || max >= AclLevel::Swarm;
+    let mut params = Vec::with_capacity(2 + teams.len());
+    params.push(SqlParam::Text(Arc::from(agent.id().as_str())));
+    if swarm_needed {
+        params.push(SqlParam::Text(Arc::from(agent.swarm().as_str())));
+        if max >= AclLevel::Team {
+            params.extend(teams.iter().map(|t| SqlParam::Text(Arc::from(t.as_str()))));
+        }
+    }
+    let sql = SHAPES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, sql)) =
+            cache.iter().find(|(s, _)| s.is(cols, max, teams.len(), first_param))
+        {
+            return Arc::clone(sql);
+        }
+        let sql: Arc<str> = Arc::from(predicate_text(cols, max, teams.len(), first_param));
+        if cache.len() < MAX_SHAPES {
+            let shape = Shape {
+                cols: [cols.level, cols.swarm, cols.owner, cols.team].map(str::to_owned),
+                max,
+                teams: teams.len(),
+                first: first_param,
+            };
+            cache.push((shape, Arc::clone(&sql)));
+        }
+        sql
+    });
+    SqlPredicate { sql, params }
+}
+
+/// Most predicate shapes remembered per thread; beyond it texts are built each time.
+const MAX_SHAPES: usize = 512;
+
+/// What a predicate's text depends on.
+struct Shape {
+    cols: [String; 4],
+    max: AclLevel,
+    teams: usize,
+    first: usize,
+}
+
+impl Shape {
+    fn is(&self, cols: SqlColumns<'_>, max: AclLevel, teams: usize, first: usize) -> bool {
+        self.max == max
+            && self.teams == teams
+            && self.first == first
+            && self.cols[0] == cols.level
+            && self.cols[1] == cols.swarm
+            && self.cols[2] == cols.owner
+            && self.cols[3] == cols.team
+    }
+}
+
+thread_local! {
+    static SHAPES: std::cell::RefCell<Vec<(Shape, Arc<str>)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static CONSTANTS: [Arc<str>; 2] = [Arc::from(ALWAYS), Arc::from(NEVER)];
+}
+
+fn shared_text(text: &'static str) -> Arc<str> {
+    CONSTANTS.with(|c| if text == ALWAYS { Arc::clone(&c[0]) } else { Arc::clone(&c[1]) })
+}
+
+/// The text of the predicate for an agent whose highest live grant is `max` and who is in
+/// `teams` teams, with placeholders numbered as `sql_predicate` binds them: owner, then
+/// swarm (when referenced), then the teams.
+fn predicate_text(cols: SqlColumns<'_>, max: AclLevel, teams: usize, first: usize) -> String {
+    let owner = first;
+    let swarm_needed = (max >= AclLevel::Team && teams > 0) || max >= AclLevel::Swarm;
+    let swarm = owner + 1;
     let mut parts: Vec<String> = Vec::with_capacity(5);
-
-    // Private: owner only.
-    let owner = bind(&mut params, SqlParam::Text(Arc::from(agent.id().as_str())));
     parts.push(format!("({} = 1 AND {} = ?{owner})", cols.level, cols.owner));
-
-    // The swarm is bound only when some clause below refers to it: an unreferenced
-    // placeholder would make the statement's parameter count disagree with the values.
-    let swarm_needed =
-        (max >= AclLevel::Team && !agent.teams().is_empty()) || max >= AclLevel::Swarm;
-    let swarm = if swarm_needed {
-        Some(bind(&mut params, SqlParam::Text(Arc::from(agent.swarm().as_str()))))
-    } else {
-        None
-    };
-    if let Some(swarm) = swarm {
-        if !agent.teams().is_empty() {
+    if swarm_needed {
+        if max >= AclLevel::Team && teams > 0 {
             let mut list = String::new();
-            for team in agent.teams() {
-                let n = bind(&mut params, SqlParam::Text(Arc::from(team.as_str())));
-                if !list.is_empty() {
+            for i in 0..teams {
+                if i > 0 {
                     list.push_str(", ");
                 }
-                let _ = write!(list, "?{n}");
+                let _ = write!(list, "?{}", swarm + 1 + i);
             }
             parts.push(format!(
                 "({} = 2 AND {} = ?{swarm} AND {} IN ({list}))",
@@ -123,7 +182,7 @@ pub fn sql_predicate(
             parts.push(format!("({} = 5 AND {} = ?{swarm})", cols.level, cols.swarm));
         }
     }
-    SqlPredicate { sql: format!("({})", parts.join(" OR ")), params }
+    format!("({})", parts.join(" OR "))
 }
 
 #[cfg(test)]

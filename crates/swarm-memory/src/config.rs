@@ -56,6 +56,8 @@ pub struct Builder {
     pub(crate) sweep_interval: Option<Duration>,
     pub(crate) clock: Option<Arc<dyn swarm_store::Clock>>,
     pub(crate) listeners: Vec<crossbeam_channel::Sender<SystemEvent>>,
+    pub(crate) backend: crate::coordination::Backend,
+    pub(crate) swarm_secret: Option<String>,
 }
 
 impl Default for Builder {
@@ -83,6 +85,8 @@ impl Builder {
             sweep_interval: Some(Duration::from_secs(5)),
             clock: None,
             listeners: Vec::new(),
+            backend: crate::coordination::Backend::InProcess,
+            swarm_secret: None,
         }
     }
 
@@ -125,6 +129,15 @@ impl Builder {
         }
         if let Some(d) = get("BENCHMARK_OUTPUT_DIR") {
             b.benchmark_output_dir = Some(PathBuf::from(d));
+        }
+        // Redis only when asked for: REDIS_URL, or REDIS_HOST with its companions.
+        if get("REDIS_URL").is_some() || get("REDIS_HOST").is_some() {
+            let r = swarm_coord::RedisConfig::from_env_lookup(&lookup)
+                .map_err(|e| Error::Config(e.to_string()))?;
+            b.backend = crate::coordination::Backend::Redis(r);
+        }
+        if let Some(s) = get("SWARM_SECRET") {
+            b.swarm_secret = Some(s.trim().to_owned());
         }
         Ok(b)
     }
@@ -214,6 +227,34 @@ impl Builder {
     /// The clock (default the system clock), for tests.
     pub fn clock(mut self, clock: Arc<dyn swarm_store::Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Coordinate through Redis (default: the in-process bus, no Redis needed).
+    pub fn redis(mut self, config: swarm_coord::RedisConfig) -> Self {
+        self.backend = crate::coordination::Backend::Redis(config);
+        self
+    }
+
+    /// Coordinate through the Redis at `url` (`redis://[user:password@]host:port/db`).
+    pub fn redis_url(self, url: &str) -> Result<Self> {
+        let config =
+            swarm_coord::RedisConfig::from_url(url).map_err(|e| Error::Config(e.to_string()))?;
+        Ok(self.redis(config))
+    }
+
+    /// Coordinate in this process only (the default).
+    pub fn in_process_coordination(mut self) -> Self {
+        self.backend = crate::coordination::Backend::InProcess;
+        self
+    }
+
+    /// The secret coordination messages are signed with: 64 hex digits or base64 of 32
+    /// bytes, the same in every process and host of the swarm (`SWARM_SECRET`). Without
+    /// it, the secret is read from `<db>.swarm-secret` beside the database, created with
+    /// mode 0600 the first time.
+    pub fn swarm_secret(mut self, text: impl Into<String>) -> Self {
+        self.swarm_secret = Some(text.into());
         self
     }
 

@@ -45,6 +45,14 @@ pub enum SystemEvent {
         /// The error.
         message: String,
     },
+    /// A coordination participant came online, went offline, joined or left (as the
+    /// coordinator reports it).
+    Presence {
+        /// The agent.
+        agent: String,
+        /// `online`, `offline`, `joined` or `left`.
+        status: String,
+    },
     /// A benchmark run finished.
     BenchmarksCompleted {
         /// Where the report was written, if anywhere.

@@ -19,6 +19,42 @@ pub fn key_file_for(db: &Path) -> PathBuf {
     db.with_file_name(name)
 }
 
+/// The swarm-secret file that belongs to a database file: `<db>.swarm-secret` beside it.
+/// It holds the HMAC secret coordination messages are signed with (docs/FORMAT.md 2).
+pub fn secret_file_for(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".swarm-secret");
+    db.with_file_name(name)
+}
+
+/// Reads the swarm secret from `path`, creating the file with a fresh secret (mode 0600)
+/// when it does not exist. Every process and host of a swarm must use the same secret:
+/// copy the file, or set `SWARM_SECRET`.
+pub fn read_or_create_secret(path: &Path) -> Result<swarm_coord::SwarmSecret> {
+    if !path.exists() {
+        let secret = swarm_coord::SwarmSecret::generate().map_err(|e| Error::Key(e.to_string()))?;
+        let text = zeroize::Zeroizing::new(format!(
+            "# swarm-memory swarm secret: signs coordination messages. Same on every host.\n{}\n",
+            secret.to_hex().as_str()
+        ));
+        match write_new(path, &text) {
+            Ok(()) => return Ok(secret),
+            // Another process created it first: read theirs.
+            Err(_) if path.exists() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    check_permissions(path)?;
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::Key(format!("cannot read {}: {e}", path.display())))?,
+    );
+    let line =
+        text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
+    swarm_coord::SwarmSecret::parse(line)
+        .map_err(|e| Error::Key(format!("swarm secret file {}: {e}", path.display())))
+}
+
 /// Reads a key file into a keyring.
 pub fn read(path: &Path) -> Result<Keyring> {
     check_permissions(path)?;

@@ -44,6 +44,7 @@
 
 mod adapter;
 mod config;
+mod coordination;
 mod error;
 mod events;
 pub mod keyfile;
@@ -51,8 +52,10 @@ mod system;
 
 pub use adapter::MemoryAdapter;
 pub use config::{Builder, DEFAULT_DB_PATH, DEFAULT_NODE_ID, DEFAULT_SWARM_ID, KeySource};
+pub use coordination::{Backend, RemoteChange};
 pub use error::{Error, Result};
 pub use events::SystemEvent;
+pub use swarm_coord::{Health as CoordinationHealth, ParticipantStatus, Presence, RedisConfig};
 pub use system::{Session, SwarmMemory, SystemMetrics};
 
 pub use swarm_acl::{
@@ -60,7 +63,13 @@ pub use swarm_acl::{
 };
 pub use swarm_registry::{AgentSpec, DefaultGrants, Registered, Registry, RegistryError, Token};
 pub use swarm_store::{
-    AgentFilter, AgentRecord, AgentStatus, AgentUpdate, ChangeEvent, ChangeFilter, Durability,
-    Expect, KeyPattern, ListQuery, MemoryStats, Namespace, Record, RecordKey, RecordMeta,
-    SetOptions, Store, StoreError, TeamRecord, Value, VerifyReport, Written,
+    AgentFilter, AgentRecord, AgentStatus, AgentUpdate, Artifact, ArtifactFilter, ArtifactInfo,
+    ArtifactSpec, Assignee, AuditRow, BackupMethod, BackupReport, Ballot, ChainProblem,
+    ChangeEvent, ChangeFilter, Claim, Completion, Conflict, ConflictFilter, Delivery, Dependency,
+    DependencyKind, Durability, Event, EventPage, EventSpec, EventStatus, Expect, GrantRecord, Key,
+    KeyPattern, KeyReport, KeyUse, ListQuery, MemoryStats, MetricsSnapshot, MigrationReport,
+    Namespace, Op, OpenError, OptimizeReport, PragmaReport, Progress, Record, RecordKey,
+    RecordMeta, RotationReport, Round, RoundSpec, RoundStatus, SetOptions, Store, StoreError,
+    Strategy, SwarmRecord, Task, TaskChanges, TaskFilter, TaskSpec, TaskStatus, TeamRecord, Value,
+    VerifyReport, Vote, VoteOutcome, Written,
 };

@@ -31,7 +31,8 @@ struct Inner {
     key_file: Option<PathBuf>,
     encrypted_levels: Option<AclLevel>,
     swarm_created: bool,
-    events: EventBus,
+    events: Arc<EventBus>,
+    coordination: crate::coordination::Coordination,
     performance_monitoring: bool,
     benchmark_output_dir: Option<PathBuf>,
     closed: AtomicBool,
@@ -137,22 +138,28 @@ impl SwarmMemory {
         // Only a system allowed to create its database creates its swarm: opening an
         // existing database (`must_exist`) never adds a swarm because of a typo.
         let swarm_created = b.create && registry.ensure_swarm(&swarm)?;
-        let events = EventBus::default();
+        let events = Arc::new(EventBus::default());
         for l in &b.listeners {
             events.add(l.clone());
         }
+        let node_id = b.node_id.clone().unwrap_or_else(|| DEFAULT_NODE_ID.to_owned());
+        let secret = resolve_secret(&b, database.as_deref())?;
+        let coordination = crate::coordination::Coordination::start(
+            &b.backend, secret, &swarm, &node_id, &store, &events,
+        )?;
         let encrypted_levels = store.config().encrypts_up_to();
         let system = SwarmMemory {
             inner: Arc::new(Inner {
                 store,
                 registry,
                 swarm: swarm.clone(),
-                node_id: b.node_id.clone().unwrap_or_else(|| DEFAULT_NODE_ID.to_owned()),
+                node_id,
                 database: database.clone(),
                 key_file,
                 encrypted_levels,
                 swarm_created,
                 events,
+                coordination,
                 performance_monitoring: b.performance_monitoring,
                 benchmark_output_dir: b.benchmark_output_dir.clone(),
                 closed: AtomicBool::new(false),
@@ -356,12 +363,137 @@ impl SwarmMemory {
         })
     }
 
+    /// The coordinator (in-process bus or Redis), for publishing and subscribing to
+    /// channels directly.
+    pub fn coordinator(&self) -> &Arc<dyn swarm_coord::Coordinator> {
+        self.inner.coordination.coordinator()
+    }
+
+    /// The coordination link's health: backend, connected or not since when, last error,
+    /// dropped messages by reason, reconnects.
+    pub fn coordination_health(&self) -> swarm_coord::Health {
+        self.inner.coordination.coordinator().health()
+    }
+
+    /// Memory changes announced by any process of the swarm, delivered to `session` only
+    /// when its principal may read the record (checked at delivery, so a revoke applies at
+    /// once). Changes carry keys and versions, never values; duplicates repeat `seq`.
+    pub fn subscribe_changes(
+        &self,
+        session: &Session,
+    ) -> crossbeam_channel::Receiver<crate::RemoteChange> {
+        self.inner.coordination.subscribe_changes(session.identity().clone())
+    }
+
+    /// Announces `session`'s agent as a participant of the swarm; heartbeats follow on an
+    /// interval until it leaves or this system shuts down.
+    pub fn join(&self, session: &Session, role: &str) -> Result<()> {
+        let agent =
+            session.agent().ok_or_else(|| Error::Config("only agents join the swarm".into()))?;
+        let p =
+            swarm_coord::Participant::new(agent.clone(), session.swarm().clone()).with_role(role);
+        self.coordinator().join(p).map_err(|e| Error::Config(format!("coordination: {e}")))
+    }
+
+    /// Withdraws `session`'s agent from the participants.
+    pub fn leave(&self, session: &Session) -> Result<()> {
+        let agent =
+            session.agent().ok_or_else(|| Error::Config("only agents join the swarm".into()))?;
+        self.coordinator()
+            .leave(session.swarm(), agent)
+            .map_err(|e| Error::Config(format!("coordination: {e}")))
+    }
+
+    /// The swarm's participants, online or offline (the seed's `getParticipants`).
+    pub fn participants(&self) -> Result<Vec<swarm_coord::ParticipantStatus>> {
+        self.coordinator()
+            .participants(&self.inner.swarm)
+            .map_err(|e| Error::Config(format!("coordination: {e}")))
+    }
+
+    /// Votes on a round that hosts without a shared database decide together: the vote
+    /// is counted atomically by the coordinator (once per agent, the outcome decided once)
+    /// and the tally and outcome are mirrored into this database's copy of the round.
+    /// The round must exist here (created with the same id on every host).
+    pub fn vote_across_hosts(
+        &self,
+        session: &Session,
+        round_id: &str,
+        ballot: swarm_store::Ballot,
+    ) -> Result<swarm_store::Round> {
+        self.check_open()?;
+        let agent =
+            session.agent().ok_or_else(|| Error::Config("only agents vote".into()))?.clone();
+        let store = &self.inner.store;
+        let Some(round) = store.get_round(session.identity(), round_id)? else {
+            return Err(Error::Store(StoreError::NotFound(format!("consensus {round_id}"))));
+        };
+        let p = store.principal(session.identity())?;
+        let access = swarm_acl::Access::new(round.level, &round.swarm)
+            .with_owner(round.owner.as_ref())
+            .with_team(round.team.as_ref());
+        if !swarm_acl::decide(&p, Action::Vote, ResourceType::Consensus, &access, store.now())
+            .is_allowed()
+        {
+            return Err(Error::Store(StoreError::PermissionDenied(format!(
+                "no vote permission on consensus {round_id}"
+            ))));
+        }
+        let coord_err = |e: swarm_coord::CoordError| match e {
+            swarm_coord::CoordError::DuplicateVote { .. } => Error::Store(StoreError::Conflict {
+                key: format!("consensus {round_id}"),
+                expected: "a first vote".into(),
+                found: format!("{agent} already voted"),
+            }),
+            other => Error::Config(format!("coordination: {other}")),
+        };
+        let spec = crate::coordination::round_spec(&round).map_err(coord_err)?;
+        let b = swarm_coord::Ballot::new(agent.clone(), ballot.approve, ballot.confidence)
+            .map_err(coord_err)?;
+        let result = self.coordinator().vote(&spec, b).map_err(coord_err)?;
+        let local = result.counted.then_some((agent, ballot));
+        Ok(crate::coordination::mirror(store, round_id, &result, local)?)
+    }
+
+    /// Brings this database's copy of a round decided across hosts up to date with the
+    /// coordinator (the listener does this when it hears a decision; this is for callers
+    /// that want it now).
+    pub fn sync_round_across_hosts(&self, round_id: &str) -> Result<()> {
+        self.check_open()?;
+        crate::coordination::sync_round(&self.inner.store, self.coordinator().as_ref(), round_id)
+            .map_err(Error::Config)
+    }
+
     /// Stops background work, flushes, checkpoints and closes. Idempotent.
     pub fn graceful_shutdown(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        self.inner.coordination.shutdown();
         Ok(self.inner.store.shutdown()?)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropped without graceful_shutdown: the relay and listener threads still stop
+        // (they hold clones of the store, which closes when the last one goes).
+        if !self.closed.load(Ordering::SeqCst) {
+            self.coordination.shutdown();
+        }
+    }
+}
+
+/// The swarm secret: explicit (or `SWARM_SECRET`), else the secret file beside the
+/// database (created the first time), else a random one for an in-memory database.
+fn resolve_secret(b: &Builder, database: Option<&Path>) -> Result<swarm_coord::SwarmSecret> {
+    if let Some(text) = &b.swarm_secret {
+        return swarm_coord::SwarmSecret::parse(text)
+            .map_err(|e| Error::Key(format!("SWARM_SECRET: {e}")));
+    }
+    match database {
+        Some(db) => keyfile::read_or_create_secret(&keyfile::secret_file_for(db)),
+        None => swarm_coord::SwarmSecret::generate().map_err(|e| Error::Key(e.to_string())),
     }
 }
 

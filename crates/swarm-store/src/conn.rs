@@ -90,6 +90,10 @@ impl Target {
         // Checkpoints run on the maintenance thread's own connection, never on the commit
         // path (an automatic checkpoint stalls the committing writer for milliseconds).
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| self.open_error(e))?;
+        // After a checkpoint lets the WAL restart, shrink the file back: its size is then
+        // a fair measure of what is waiting to be checkpointed.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(|e| self.open_error(e))?;
         Ok((conn, report))
     }
 

@@ -47,6 +47,7 @@ mod metrics;
 mod migrate;
 mod ops;
 mod principal;
+mod relay;
 mod retry;
 mod sql;
 mod store;
@@ -83,4 +84,5 @@ pub use memory::{
 pub use metrics::{MetricsSnapshot, Op, OpMetrics};
 pub use migrate::{MigrationReport, dump_schema, expected_schema};
 pub use ops::{BackupMethod, BackupReport, OptimizeReport, Progress, RotationReport, restore};
+pub use relay::OutboxMessage;
 pub use store::Store;

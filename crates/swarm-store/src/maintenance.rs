@@ -13,10 +13,14 @@ use crate::store::Shared;
 
 /// How often the thread wakes: flushes queued audit rows and read counts, checks the WAL.
 const TICK: Duration = Duration::from_millis(250);
+/// How often read counts are written back: each flush is one UPDATE per record read, so
+/// it runs far less often than the audit flush.
+const ACCESS_FLUSH: Duration = Duration::from_secs(5);
 /// Most rows one trim transaction deletes.
 const TRIM_BATCH: i64 = 5000;
 
 struct Schedule {
+    last_access: Instant,
     last_sweep: Instant,
     last_metrics: Instant,
     last_trim: Instant,
@@ -29,8 +33,13 @@ pub(crate) fn start(shared: &Arc<Shared>) {
     let spawned =
         std::thread::Builder::new().name("swarm-store-maintenance".into()).spawn(move || {
             let now = Instant::now();
-            let mut schedule =
-                Schedule { last_sweep: now, last_metrics: now, last_trim: now, checkpointer: None };
+            let mut schedule = Schedule {
+                last_access: now,
+                last_sweep: now,
+                last_metrics: now,
+                last_trim: now,
+                checkpointer: None,
+            };
             loop {
                 match stopped.recv_timeout(TICK) {
                     Err(RecvTimeoutError::Timeout) => {}
@@ -47,8 +56,14 @@ pub(crate) fn start(shared: &Arc<Shared>) {
 }
 
 fn tick(shared: &Arc<Shared>, s: &mut Schedule) {
-    if let Err(e) = shared.flush() {
-        tracing::warn!(error = %e, "flushing audit rows and read counts failed; will retry");
+    if let Err(e) = shared.flush_audit() {
+        tracing::warn!(error = %e, "flushing queued audit rows failed; will retry");
+    }
+    if s.last_access.elapsed() >= ACCESS_FLUSH {
+        s.last_access = Instant::now();
+        if let Err(e) = shared.flush_access() {
+            tracing::warn!(error = %e, "writing read counts failed; will retry");
+        }
     }
     checkpoint_if_large(shared, s);
     if let Some(every) = shared.config.sweep_interval

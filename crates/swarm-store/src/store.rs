@@ -426,9 +426,22 @@ impl Shared {
 
     /// Writes queued audit rows and access counts now.
     pub(crate) fn flush(&self) -> Result<()> {
+        self.flush_audit().and(self.flush_access())
+    }
+
+    /// Appends audit rows queued by denied reads (by running an empty write job: every
+    /// commit group drains the queue).
+    pub(crate) fn flush_audit(&self) -> Result<()> {
+        if self.pending_audit.is_empty() {
+            return Ok(());
+        }
+        self.writer.run(|_| Ok(()))
+    }
+
+    /// Adds the read counts gathered since the last flush to their records.
+    pub(crate) fn flush_access(&self) -> Result<()> {
         let counts = self.access.take();
-        let pending = !self.pending_audit.is_empty();
-        if counts.is_empty() && !pending {
+        if counts.is_empty() {
             return Ok(());
         }
         let access = self.access.clone_handle();
@@ -469,6 +482,14 @@ impl Drop for Shared {
             tracing::warn!(error = %e, "flushing queued audit rows at drop failed");
         }
     }
+}
+
+/// The wall clock in Unix ms, for bookkeeping that is not part of any record's
+/// semantics (relay timestamps).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Opening races with another process's migration: retry while the database is busy.

@@ -184,7 +184,7 @@ impl<'c> WriteCtx<'c> {
         &mut self,
         f: impl FnOnce(&mut WriteCtx<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.conn.execute_batch("SAVEPOINT inner")?;
+        self.conn.prepare_cached("SAVEPOINT inner")?.execute([])?;
         let mark = self.state.mark();
         let out = {
             let mut inner = WriteCtx { conn: self.conn, state: &mut *self.state };
@@ -192,12 +192,13 @@ impl<'c> WriteCtx<'c> {
         };
         match out {
             Ok(v) => {
-                self.conn.execute_batch("RELEASE inner")?;
+                self.conn.prepare_cached("RELEASE inner")?.execute([])?;
                 Ok(v)
             }
             Err(e) => {
                 self.state.rewind(mark);
-                self.conn.execute_batch("ROLLBACK TO inner; RELEASE inner")?;
+                self.conn.prepare_cached("ROLLBACK TO inner")?.execute([])?;
+                self.conn.prepare_cached("RELEASE inner")?.execute([])?;
                 Err(e)
             }
         }

@@ -207,14 +207,14 @@ impl Writer {
         self.stats.groups.fetch_add(1, Ordering::Relaxed);
         self.stats.jobs.fetch_add(group.len() as u64, Ordering::Relaxed);
         let begun = with_busy_retry(&self.retry, &self.stats.busy_retries, || {
-            conn.execute_batch("BEGIN IMMEDIATE")
+            exec(conn, "BEGIN IMMEDIATE")
         })
         .and_then(|()| GroupState::begin(conn));
         let mut state = match begun {
             Ok(state) => state,
             Err(e) => {
                 if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = exec(conn, "ROLLBACK");
                 }
                 drop(conn_guard);
                 let err = StoreError::from(e);
@@ -231,7 +231,7 @@ impl Writer {
         let mut finishes: Vec<Finish> = Vec::with_capacity(group.len());
         for p in group {
             let Some(job) = p.job.lock().take() else { continue };
-            if !single && let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            if !single && let Err(e) = exec(conn, "SAVEPOINT job") {
                 finishes.push(job(JobInput::Abort(StoreError::from(e))));
                 continue;
             }
@@ -243,9 +243,9 @@ impl Writer {
                     Finish { ok: false, deliver: Box::new(|_| {}) }
                 });
             if finish.ok {
-                if !single && let Err(e) = conn.execute_batch("RELEASE job") {
+                if !single && let Err(e) = exec(conn, "RELEASE job") {
                     // Only a broken connection gets here: fail the whole group.
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = exec(conn, "ROLLBACK");
                     finishes.push(finish);
                     drop(conn_guard);
                     self.deliver(group, finishes, Some(&StoreError::from(e)));
@@ -254,9 +254,9 @@ impl Writer {
             } else {
                 state.rewind(mark);
                 if single {
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = exec(conn, "ROLLBACK");
                 } else {
-                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    let _ = exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"));
                 }
             }
             finishes.push(finish);
@@ -270,7 +270,7 @@ impl Writer {
             self.pending_audit
                 .drain_into(conn, &mut state)
                 .and_then(|()| state.finish(conn))
-                .and_then(|()| conn.execute_batch("COMMIT"))
+                .and_then(|()| exec(conn, "COMMIT"))
                 .map_err(StoreError::from)
         };
         match commit {
@@ -284,7 +284,7 @@ impl Writer {
                 if let Some(conn) = conn_guard.as_mut()
                     && !conn.is_autocommit()
                 {
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = exec(conn, "ROLLBACK");
                 }
                 drop(conn_guard);
                 self.deliver(group, finishes, Some(&e));
@@ -332,6 +332,12 @@ impl Writer {
         }
         self.conn.lock().take()
     }
+}
+
+/// Runs a transaction-control statement through the statement cache: these run several
+/// times per commit group, and parsing them each time showed in profiles.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Copies an error for each caller of a failed group (errors are not `Clone`).

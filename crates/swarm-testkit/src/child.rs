@@ -30,6 +30,7 @@ pub fn child_role() -> Option<String> {
 /// collected; it is killed (SIGKILL) when dropped.
 pub struct ChildProcess {
     child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
     lines: Receiver<String>,
     seen: Vec<String>,
 }
@@ -43,7 +44,7 @@ impl ChildProcess {
         let mut cmd = Command::new(exe);
         cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ROLE_VAR, role)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in envs {
@@ -51,6 +52,7 @@ impl ChildProcess {
         }
         let mut child = cmd.spawn().expect("spawn the test binary as a child");
         let stdout = child.stdout.take().expect("piped stdout");
+        let stdin = child.stdin.take();
         let (tx, rx) = crossbeam_channel::unbounded();
         // The reader ends when the child's stdout closes, which killing the child does.
         std::thread::spawn(move || {
@@ -61,7 +63,16 @@ impl ChildProcess {
                 }
             }
         });
-        Self { child: Some(child), lines: rx, seen: Vec::new() }
+        Self { child: Some(child), stdin, lines: rx, seen: Vec::new() }
+    }
+
+    /// Writes one line to the child's stdin (children that wait for a go signal read it).
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write as _;
+        if let Some(stdin) = &mut self.stdin {
+            let _ = writeln!(stdin, "{line}");
+            let _ = stdin.flush();
+        }
     }
 
     /// The process id.

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use swarm_memory::*;
 
+mod coordination;
+
 fn open(dir: &tempfile::TempDir) -> SwarmMemory {
     SwarmMemory::builder().path(dir.path().join("s.db")).sweep_interval(None).open().unwrap()
 }

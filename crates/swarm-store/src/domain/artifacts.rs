@@ -202,7 +202,6 @@ impl Store {
         }
         let metadata = json_object("metadata", &spec.metadata, 64 * 1024)?;
         let id = new_id("art");
-        let aid = id.clone();
         self.shared
             .write_as(who, move |ctx, shared, p| {
                 let now = shared.now();
@@ -281,12 +280,16 @@ impl Store {
                     ])?;
                 let detail = serde_json::json!({ "name": spec.name, "version": version, "size": spec.content.len() });
                 audit(ctx, p, "artifact.store", "artifact", &id, &swarm, Outcome::Ok, detail, now)?;
-                Ok(Ok(()))
+                // Read back in the same transaction, not through the reader's ACL: write
+                // and read grants are separate, and a writer who may not read this level
+                // got an error for an artifact that was stored.
+                let info = ctx
+                    .conn()
+                    .prepare_cached(&format!("SELECT {INFO_COLUMNS} FROM artifacts AS a WHERE a.id = ?1"))?
+                    .query_row([&id], info_from_row)??;
+                Ok(Ok(info))
             })
-            .and_then(|r| r)?;
-        self.get_artifact(who, &aid)?
-            .map(|a| a.info)
-            .ok_or_else(|| StoreError::Corrupt("artifact vanished after storing".into()))
+            .and_then(|r| r)
     }
 
     /// An artifact version with its content, if `who` can see it.
@@ -359,10 +362,24 @@ impl Store {
         self.shared.read_snapshot_as(who, |conn, p| {
             let swarm = p.as_agent().map(|a| a.swarm().as_str().to_owned());
             let pred = sql_predicate(p, Action::Read, RESOURCE, COLS, now, 6);
+            // The newest version the caller can see, as `latest_artifact` answers: a newer
+            // version hidden from the caller (someone's private continuation) used to hide
+            // the whole name from its list.
+            let newest_pred = sql_predicate(
+                p,
+                Action::Read,
+                RESOURCE,
+                columns("b.acl_level", "b.swarm_id", "b.owner_id", "b.team_id"),
+                now,
+                6 + pred.params().len(),
+            );
             let latest = if filter.latest_only {
-                " AND a.version = (SELECT max(version) FROM artifacts b WHERE b.swarm_id = a.swarm_id AND b.name = a.name)"
+                format!(
+                    " AND a.version = (SELECT max(b.version) FROM artifacts b WHERE b.swarm_id = a.swarm_id AND b.name = a.name AND {})",
+                    newest_pred.sql()
+                )
             } else {
-                ""
+                String::new()
             };
             let sql = format!(
                 "SELECT {INFO_COLUMNS} FROM artifacts AS a WHERE (?1 IS NULL OR a.swarm_id = ?1) AND (?2 IS NULL OR a.name = ?2) \
@@ -378,6 +395,9 @@ impl Store {
                 Bind::Int(i64::try_from(limit).unwrap_or(1000)),
             ];
             push_pred(&mut binds, &pred);
+            if filter.latest_only {
+                push_pred(&mut binds, &newest_pred);
+            }
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(binds), info_from_row)?;
             rows.map(|r| r?).collect()

@@ -184,19 +184,33 @@ impl Store {
     /// Conflicts `who` can see (judged with the resource type of what each is about),
     /// newest first.
     pub fn list_conflicts(&self, who: &Identity, filter: &ConflictFilter) -> Result<Vec<Conflict>> {
+        self.query_conflicts(who, filter, None)
+    }
+
+    fn query_conflicts(
+        &self,
+        who: &Identity,
+        filter: &ConflictFilter,
+        id: Option<&str>,
+    ) -> Result<Vec<Conflict>> {
         let now = self.now();
         let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
         self.shared.read_snapshot_as(who, |conn, p| {
-            let swarm = filter.swarm.clone().or_else(|| p.as_agent().map(|a| a.swarm().clone()));
+            // A lookup by id admits every swarm; a list defaults to the agent's own.
+            let swarm = match id {
+                Some(_) => filter.swarm.clone(),
+                None => filter.swarm.clone().or_else(|| p.as_agent().map(|a| a.swarm().clone())),
+            };
             // One predicate per resource type a conflict can be about, chosen by the entity.
             let mut binds = vec![
                 Bind::OptText(swarm.as_ref().map(SwarmId::as_str)),
                 Bind::OptText(filter.status.as_deref()),
                 Bind::OptText(filter.kind.as_deref()),
                 Bind::Int(i64::try_from(limit).unwrap_or(1000)),
+                Bind::OptText(id),
             ];
             let mut clauses = Vec::new();
-            let mut next = 5;
+            let mut next = 6;
             let preds: Vec<(&str, swarm_acl::SqlPredicate)> = ["memory", "task", "consensus", "event", "artifact"]
                 .iter()
                 .map(|t| {
@@ -216,7 +230,7 @@ impl Store {
             }
             let sql = format!(
                 "SELECT {CONFLICT_COLUMNS} FROM conflicts AS c WHERE (?1 IS NULL OR c.swarm_id = ?1) \
-                 AND (?2 IS NULL OR c.status = ?2) AND (?3 IS NULL OR c.type = ?3) AND ({}) \
+                 AND (?2 IS NULL OR c.status = ?2) AND (?3 IS NULL OR c.type = ?3) AND (?5 IS NULL OR c.id = ?5) AND ({}) \
                  ORDER BY c.created_at DESC, c.id LIMIT ?4",
                 clauses.join(" OR ")
             );
@@ -228,11 +242,11 @@ impl Store {
 
     /// A conflict, if `who` can see it.
     pub fn get_conflict(&self, who: &Identity, id: &str) -> Result<Option<Conflict>> {
-        let all = self.list_conflicts(
-            who,
-            &ConflictFilter { limit: Some(1000), ..ConflictFilter::default() },
-        )?;
-        Ok(all.into_iter().find(|c| c.id == id))
+        // Looked up by its id: it used to be searched for among the newest 1000 of the
+        // agent's swarm, so an older one (or one of another swarm) was missing, and
+        // `resolve_conflict` reported a resolution it had committed as not found.
+        let found = self.query_conflicts(who, &ConflictFilter::default(), Some(id))?;
+        Ok(found.into_iter().next())
     }
 
     /// Resolves (or dismisses) an open or escalated conflict. Needs `admin` on the
@@ -261,6 +275,9 @@ impl Store {
                 let scope = Scope::parse(owner.as_deref(), team.as_deref(), level)?;
                 let resource = resource_of(&entity);
                 if !super::allowed(p, Action::Read, resource, &scope, &swarm, now) {
+                    // Absent to the caller, but audited as a denial (SPEC section 3).
+                    let why = serde_json::json!({ "reason": "not visible to the principal" });
+                    audit(ctx, p, "conflict.resolve", "conflict", &cid, &swarm, Outcome::Denied, why, now)?;
                     return Ok(Err(StoreError::NotFound(format!("conflict {cid}"))));
                 }
                 if !super::allowed(p, Action::Admin, resource, &scope, &swarm, now) {

@@ -531,7 +531,6 @@ impl Store {
         }
         let metadata = json_object("metadata", &spec.metadata, 64 * 1024)?;
         let id = spec.id.clone().unwrap_or_else(|| new_id("cs"));
-        let rid = id.clone();
         self.shared
             .write_as(who, move |ctx, shared, p| {
                 let now = shared.now();
@@ -586,11 +585,14 @@ impl Store {
                 }, now)?;
                 let detail = serde_json::json!({ "strategy": spec.strategy.as_str(), "quorum": spec.quorum });
                 audit(ctx, p, "consensus.request", "consensus", &id, &swarm, Outcome::Ok, detail, now)?;
-                Ok(Ok(()))
+                // Read back in the same transaction, not through the requester's ACL: a
+                // requester who may write but not read this level got an error for a round
+                // that was opened.
+                let round = load(ctx.conn(), &id)?
+                    .ok_or_else(|| StoreError::Corrupt("round vanished after creation".into()))?;
+                Ok(Ok(round))
             })
-            .and_then(|r| r)?;
-        self.get_round(who, &rid)?
-            .ok_or_else(|| StoreError::Corrupt("round vanished after creation".into()))
+            .and_then(|r| r)
     }
 
     /// A round, if `who` can see it.
@@ -688,6 +690,9 @@ impl Store {
                 };
                 let scope = round.scope();
                 if !allowed(p, Action::Read, RESOURCE, &scope, &round.swarm, now) {
+                    // Absent to the voter, but audited as a denial (SPEC section 3).
+                    let why = serde_json::json!({ "reason": "not visible to the principal" });
+                    audit(ctx, p, "consensus.vote", "consensus", &rid, &round.swarm, Outcome::Denied, why, now)?;
                     return Ok(Err(StoreError::NotFound(format!("consensus {rid}"))));
                 }
                 if !allowed(p, Action::Vote, RESOURCE, &scope, &round.swarm, now) {
@@ -744,6 +749,54 @@ impl Store {
                     decide(ctx, shared, p, &mut round, outcome, now)?;
                 }
                 Ok(Ok(VoteOutcome { round, decided_now }))
+            })
+            .and_then(|r| r)
+    }
+
+    /// Mirrors a round decided elsewhere (by the Redis script that counts votes across
+    /// hosts) into this database: the tally grows to `tally` (never shrinks), a decided
+    /// status is recorded once (and published here as `consensus_decided`), and `local`
+    /// records the vote of this database's agent who cast it. System principal only.
+    pub fn mirror_round(
+        &self,
+        who: &Identity,
+        id: &str,
+        tally: Tally,
+        status: RoundStatus,
+        local: Option<(AgentId, Ballot)>,
+    ) -> Result<Round> {
+        if *who != Identity::System {
+            return Err(StoreError::PermissionDenied(
+                "mirroring rounds is done by the system principal".into(),
+            ));
+        }
+        let rid = id.to_owned();
+        self.shared
+            .write_as(who, move |ctx, shared, p| {
+                let now = shared.now();
+                let Some(mut round) = load(ctx.conn(), &rid)? else {
+                    return Ok(Err(StoreError::NotFound(format!("consensus {rid}"))));
+                };
+                if let Some((agent, b)) = &local {
+                    ctx.conn()
+                        .prepare_cached(
+                            "INSERT INTO consensus_votes (consensus_id, agent_id, approve, confidence, reason, cast_at) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                        )?
+                        .execute(rusqlite::params![rid, agent.as_str(), b.approve, b.confidence, b.reason, now.as_millis()])?;
+                }
+                if round.status == RoundStatus::Open && tally.cast() >= round.tally.cast() {
+                    round.tally = tally;
+                    ctx.conn()
+                        .prepare_cached(
+                            "UPDATE consensus SET votes_for = ?2, votes_against = ?3, weight_for = ?4, weight_against = ?5, updated_at = ?6 WHERE id = ?1",
+                        )?
+                        .execute(rusqlite::params![rid, tally.votes_for, tally.votes_against, tally.weight_for, tally.weight_against, now.as_millis()])?;
+                    if status != RoundStatus::Open {
+                        decide(ctx, shared, p, &mut round, status, now)?;
+                    }
+                }
+                Ok(Ok(round))
             })
             .and_then(|r| r)
     }

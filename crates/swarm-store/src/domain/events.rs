@@ -392,8 +392,7 @@ impl Store {
             super::check_id("target agent", t)?;
         }
         let ttl_ms = spec.ttl.map(crate::memory::ttl_ms).transpose()?;
-        let (seq, _) = self
-            .shared
+        self.shared
             .write_as(who, move |ctx, shared, p| {
                 let now = shared.now();
                 let swarm = match (p.as_agent(), &spec.swarm) {
@@ -432,11 +431,16 @@ impl Store {
                 let (seq, id) = publish_in_tx(ctx, shared, &record, now)?;
                 let detail = serde_json::json!({ "seq": seq, "type": spec.event_type, "priority": spec.priority });
                 audit(ctx, p, "event.publish", "event", &id, &swarm, Outcome::Ok, detail, now)?;
-                Ok(Ok((seq, id)))
+                // Read back in the same transaction, not through the publisher's ACL and
+                // TTL: a publisher who may write but not read this level (or whose event
+                // expired at once) got an error for an event that was published.
+                let raw = ctx
+                    .conn()
+                    .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events AS e WHERE e.seq = ?1"))?
+                    .query_row([i64_of(seq)], RawEvent::from_row)?;
+                Ok(Ok(raw.open(shared)?))
             })
-            .and_then(|r| r)?;
-        self.get_event(who, seq)?
-            .ok_or_else(|| StoreError::Corrupt("event vanished after publishing".into()))
+            .and_then(|r| r)
     }
 
     /// An event by sequence number, if `who` can see it and it has not expired.
@@ -757,7 +761,10 @@ impl EventWatch {
 
     /// The position to resume from.
     pub fn cursor(&self) -> u64 {
-        self.cursor
+        // `cursor` is how far the log was read; events read but not yet handed out are
+        // still buffered, and resuming from `cursor` would skip them. Resume just before
+        // the first of them instead.
+        self.buffer.front().map_or(self.cursor, |e| e.seq.saturating_sub(1))
     }
 
     /// The next visible event, waiting at most `timeout`.

@@ -563,6 +563,10 @@ fn visible_writable(
     let Some(task) = load(ctx.conn(), id)? else { return Ok(None) };
     let scope = task.scope();
     if !allowed(p, Action::Read, RESOURCE, &scope, &task.swarm, now) {
+        // Absent to the caller, but audited as a denial like any access to a hidden
+        // record (SPEC section 3); the caller's NotFound commits this row.
+        let why = serde_json::json!({ "reason": "not visible to the principal" });
+        audit(ctx, p, action, "task", id, &task.swarm, Outcome::Denied, why, now)?;
         return Ok(None);
     }
     if !allowed(p, Action::Write, RESOURCE, &scope, &task.swarm, now) || !own_swarm(p, &task.swarm)
@@ -577,8 +581,10 @@ fn visible_writable(
 const SET_STATUS: &str = "UPDATE tasks SET status = ?2, lease_holder = ?3, lease_expires_at = ?4, fencing_token = ?5, \
     progress = ?6, result = ?7, actual_hours = ?8, started_at = ?9, completed_at = ?10, updated_at = ?11 WHERE id = ?1";
 
-/// Writes the lifecycle columns of a task.
-fn save_lifecycle(ctx: &WriteCtx<'_>, t: &Task, now: Timestamp) -> Result<()> {
+/// Writes the lifecycle columns of a task (and stamps it, so the task handed back to the
+/// caller says what was stored rather than the time of the previous change).
+fn save_lifecycle(ctx: &WriteCtx<'_>, t: &mut Task, now: Timestamp) -> Result<()> {
+    t.updated_at = now;
     let result = t
         .result
         .as_ref()
@@ -645,7 +651,6 @@ impl Store {
         let requirements = serde_json::to_string(&spec.requirements)
             .map_err(|e| StoreError::invalid(e.to_string()))?;
         let id = spec.id.clone().unwrap_or_else(|| new_id("task"));
-        let task_id = id.clone();
         self.shared
             .write_as(who, move |ctx, shared, p| {
                 let now = shared.now();
@@ -696,11 +701,14 @@ impl Store {
                     ])?;
                 let detail = serde_json::json!({ "title": spec.title, "priority": spec.priority, "level": scope.level });
                 audit(ctx, p, "task.create", "task", &id, &swarm, Outcome::Ok, detail, now)?;
-                Ok(Ok(()))
+                // Read back in the same transaction, not through the creator's ACL: a
+                // creator who may write but not read this level got an error for a task
+                // that was created.
+                let task = load(ctx.conn(), &id)?
+                    .ok_or_else(|| StoreError::Corrupt("task vanished after creation".into()))?;
+                Ok(Ok(task))
             })
-            .and_then(|r| r)?;
-        self.get_task(who, &task_id)?
-            .ok_or_else(|| StoreError::Corrupt("task vanished after creation".into()))
+            .and_then(|r| r)
     }
 
     /// A task, if it exists and `who` can see it.
@@ -772,6 +780,14 @@ impl Store {
         }
         if changes.priority.is_some_and(|p| !(1..=10).contains(&p)) {
             return Err(StoreError::invalid("priority must be 1-10"));
+        }
+        // The same checks as at creation: without them a negative number reached the
+        // table's CHECK constraint as a database error, and NaN was silently dropped.
+        if changes.estimated_hours.is_some_and(|h| !h.is_finite() || h < 0.0) {
+            return Err(StoreError::invalid("estimated hours must be a non-negative number"));
+        }
+        for r in changes.requirements.iter().flatten() {
+            check_text("requirement", r, 1024, false)?;
         }
         let metadata =
             changes.metadata.as_ref().map(|m| json_object("metadata", m, 64 * 1024)).transpose()?;
@@ -927,7 +943,7 @@ impl Store {
                 let expires_at = now.plus_millis(lease_ms);
                 task.lease = Some(Lease { holder: agent.id().clone(), expires_at });
                 task.started_at = task.started_at.or(Some(now));
-                save_lifecycle(ctx, &task, now)?;
+                save_lifecycle(ctx, &mut task, now)?;
                 let detail = serde_json::json!({ "fencing_token": task.fencing_token, "lease_ms": lease_ms, "takeover": takeover });
                 audit(ctx, p, "task.claim", "task", &tid, &task.swarm, Outcome::Ok, detail, now)?;
                 let token = task.fencing_token;
@@ -1085,7 +1101,7 @@ impl Store {
                 if to == TaskStatus::Pending {
                     task.progress = 0;
                 }
-                save_lifecycle(ctx, &task, now)?;
+                save_lifecycle(ctx, &mut task, now)?;
                 let detail = serde_json::json!({ "from": from.as_str(), "to": to.as_str() });
                 audit(ctx, p, "task.status", "task", &tid, &task.swarm, Outcome::Ok, detail, now)?;
                 Ok(Ok(task))
@@ -1122,7 +1138,7 @@ impl Store {
                 if let Err(e) = f(&mut task, now) {
                     return Ok(Err(e));
                 }
-                save_lifecycle(ctx, &task, now)?;
+                save_lifecycle(ctx, &mut task, now)?;
                 let detail = serde_json::json!({ "from": from.as_str(), "to": task.status.as_str(), "fencing_token": task.fencing_token });
                 audit(ctx, p, action, "task", &tid, &task.swarm, Outcome::Ok, detail, now)?;
                 Ok(Ok(task))

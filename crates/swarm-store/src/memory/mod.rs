@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use swarm_acl::{
-    Access, AclLevel, Action, AgentId, Identity, Principal, ResourceType, SqlColumns, SwarmId,
-    TeamId, Timestamp, decide, sql_predicate,
+    Access, AclLevel, Action, AgentId, Identity, Principal, ResourceType, SqlColumns, SqlPredicate,
+    SwarmId, TeamId, Timestamp, decide, sql_predicate,
 };
 use swarm_codec::Seal;
 use zeroize::Zeroizing;
@@ -62,6 +62,34 @@ const CHANGE_COLS: SqlColumns<'static> = SqlColumns {
 /// The record columns every read selects, in [`RawRow`] order.
 const RECORD_COLUMNS: &str = "m.owner_id, m.team_id, m.acl_level, m.value_type, m.value, m.size, m.key_id, \
     m.tags, m.version, m.created_at, m.updated_at, m.expires_at, m.access_count";
+
+/// A memoised statement: predicate address, statement kind, the predicate (kept alive),
+/// the statement.
+type Memoised = (usize, &'static str, Arc<str>, Arc<str>);
+
+thread_local! {
+    /// Statement texts built around a predicate, by the predicate text's address (held
+    /// alive here, so the address cannot be reused) and the kind of statement.
+    static STATEMENTS: std::cell::RefCell<Vec<Memoised>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The statement of `kind` around `pred`, built once per predicate shape and thread:
+/// formatting it on every read showed in profiles.
+fn statement(kind: &'static str, pred: &SqlPredicate, build: fn(&str) -> String) -> Arc<str> {
+    let key = Arc::as_ptr(pred.sql_shared()).cast::<u8>() as usize;
+    STATEMENTS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((.., sql)) = cache.iter().find(|(k, t, ..)| *k == key && *t == kind) {
+            return Arc::clone(sql);
+        }
+        let sql: Arc<str> = Arc::from(build(pred.sql()));
+        if cache.len() < 512 {
+            cache.push((key, kind, Arc::clone(pred.sql_shared()), Arc::clone(&sql)));
+        }
+        sql
+    })
+}
 
 /// A point read joined to the ACL generation: always one row, whose record columns are
 /// NULL when the record is absent, expired or invisible to the principal.
@@ -862,7 +890,7 @@ pub struct ChangeEvent {
 /// Which changes a watcher wants.
 #[derive(Clone, Debug)]
 pub struct ChangeFilter {
-    swarm: SwarmId,
+    swarm: Option<SwarmId>,
     namespace: Option<Namespace>,
     prefix: String,
 }
@@ -870,7 +898,13 @@ pub struct ChangeFilter {
 impl ChangeFilter {
     /// Every change in `swarm`.
     pub fn swarm(swarm: SwarmId) -> Self {
-        Self { swarm, namespace: None, prefix: String::new() }
+        Self { swarm: Some(swarm), namespace: None, prefix: String::new() }
+    }
+
+    /// Every change of every swarm (what the ACL lets the reader see of them: all of it
+    /// for the system principal, public records of other swarms for agents).
+    pub fn all_swarms() -> Self {
+        Self { swarm: None, namespace: None, prefix: String::new() }
     }
 
     /// Only this namespace.
@@ -917,7 +951,7 @@ impl Store {
                 let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
                 let mut binds = key_binds(key, now);
                 push_pred(&mut binds, &pred);
-                let mut stmt = conn.prepare_cached(&get_sql(pred.sql()))?;
+                let mut stmt = conn.prepare_cached(&statement("get", &pred, get_sql))?;
                 let (generation, raw) = stmt.query_row(params_from_iter(binds), |r| {
                     Ok((r.get::<_, i64>(0)?, RawRow::from_row(r, 1)?))
                 })?;
@@ -946,7 +980,7 @@ impl Store {
                 let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
                 let mut binds = key_binds(key, now);
                 push_pred(&mut binds, &pred);
-                let mut stmt = conn.prepare_cached(&has_sql(pred.sql()))?;
+                let mut stmt = conn.prepare_cached(&statement("has", &pred, has_sql))?;
                 let (generation, version) = stmt.query_row(params_from_iter(binds), |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
                 })?;
@@ -973,7 +1007,7 @@ impl Store {
             let now = shared.now();
             let raws = shared.read_snapshot_as(who, |conn, p| {
                 let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
-                let mut stmt = conn.prepare_cached(&get_sql(pred.sql()))?;
+                let mut stmt = conn.prepare_cached(&statement("get", &pred, get_sql))?;
                 let mut out = Vec::with_capacity(keys.len());
                 for key in keys {
                     let mut binds = key_binds(key, now);
@@ -1539,7 +1573,7 @@ impl Store {
             let upper = glob::prefix_successor(&filter.prefix);
             let mut sql = String::from(
                 "SELECT c.seq, c.swarm_id, c.namespace, c.key, c.op, c.acl_level, c.owner_id, c.team_id, c.version, c.at \
-                 FROM memory_changes AS c WHERE c.seq > ?1 AND c.seq <= ?2 AND c.swarm_id = ?3",
+                 FROM memory_changes AS c WHERE c.seq > ?1 AND c.seq <= ?2 AND (?3 IS NULL OR c.swarm_id = ?3)",
             );
             // Look at a bounded window of the feed so an invisible flood cannot make one
             // call scan without end; the cursor still moves past it.
@@ -1548,7 +1582,11 @@ impl Store {
                 [i64_of(after)],
                 |r| r.get(0),
             )?;
-            let mut binds = vec![Bind::Int(i64_of(after)), Bind::Int(window_end), Bind::Text(filter.swarm.as_str())];
+            let mut binds = vec![
+                Bind::Int(i64_of(after)),
+                Bind::Int(window_end),
+                Bind::OptText(filter.swarm.as_ref().map(SwarmId::as_str)),
+            ];
             let mut n = 4;
             if let Some(ns) = &filter.namespace {
                 sql.push_str(&format!(" AND c.namespace = ?{n}"));

@@ -3,41 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use swarm_acl::{AclLevel, Action, Grant, Identity, ResourceType, TeamId, decide};
+use swarm_acl::{AclLevel, Action, Grant, Identity, ResourceType, decide};
 use swarm_store::{
     AgentStatus, AgentUpdate, ChangeFilter, KeyPattern, ListQuery, Namespace, SetOptions,
     StoreError, Value,
 };
 
-use crate::fixtures::{Env, key, swarm};
-
-struct World {
-    env: Env,
-    red: TeamId,
-    agents: BTreeMap<&'static str, Identity>,
-}
-
-/// s1: team red = {own, mate, sus, rev}; peer in s1 outside red; far in s2; admin holds
-/// level-5 memory grants. sus gets suspended and rev loses its memory grants after the
-/// records are written.
-fn world() -> World {
-    let env = Env::new();
-    let red = env.team("red", "s1");
-    let mut agents = BTreeMap::new();
-    agents.insert("own", env.agent("own", "s1", &[&red]));
-    agents.insert("mate", env.agent("mate", "s1", &[&red]));
-    agents.insert("peer", env.agent("peer", "s1", &[]));
-    agents.insert("far", env.agent("far", "s2", &[]));
-    agents.insert("sus", env.agent("sus", "s1", &[&red]));
-    agents.insert("rev", env.agent("rev", "s1", &[&red]));
-    let mut admin = Grant::defaults();
-    for a in [Action::Read, Action::Write, Action::Delete] {
-        admin.push(Grant::new(ResourceType::Memory, a, AclLevel::System));
-    }
-    agents.insert("admin", env.agent_with("admin", "s1", &[], admin));
-    agents.insert("system", Identity::System);
-    World { env, red, agents }
-}
+use crate::fixtures::{World, key, swarm, world};
 
 /// Writes one record per level into `ns`: levels 1-4 by `own`, level 5 by the system.
 fn write_records(w: &World, ns: &str) -> Vec<(AclLevel, swarm_store::RecordKey)> {

@@ -1,11 +1,15 @@
 //! Helpers: temporary stores with a known key and a manual clock, and registered agents.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use swarm_acl::{AgentId, Grant, Identity, SwarmId, TeamId, Timestamp};
+use swarm_acl::{
+    Access, AclLevel, Action, AgentId, Grant, Identity, ResourceType, SwarmId, TeamId, Timestamp,
+    decide,
+};
 use swarm_codec::{Key, KeyId, Keyring};
-use swarm_store::{ManualClock, NewAgent, Store, StoreConfig};
+use swarm_store::{AgentStatus, AgentUpdate, ManualClock, NewAgent, Store, StoreConfig};
 
 /// The test key (hex), so a database can be reopened with it.
 pub(crate) const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -105,4 +109,103 @@ pub(crate) fn raw(path: &Path) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(path).unwrap();
     c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
     c
+}
+
+/// Agents of every relation to the records of the ACL conformance tests.
+pub(crate) struct World {
+    pub(crate) env: Env,
+    pub(crate) red: TeamId,
+    pub(crate) agents: BTreeMap<&'static str, Identity>,
+}
+
+/// s1: team red = {own, mate, sus, rev}; peer in s1 outside red; far in s2; admin holds
+/// level-5 grants (read, write and delete on memory; read, write and vote on the domain
+/// resources). Tests suspend sus and revoke rev's grants after writing their records
+/// ([`World::suspend_and_revoke`]).
+pub(crate) fn world() -> World {
+    let env = Env::new();
+    let red = env.team("red", "s1");
+    let mut agents = BTreeMap::new();
+    agents.insert("own", env.agent("own", "s1", &[&red]));
+    agents.insert("mate", env.agent("mate", "s1", &[&red]));
+    agents.insert("peer", env.agent("peer", "s1", &[]));
+    agents.insert("far", env.agent("far", "s2", &[]));
+    agents.insert("sus", env.agent("sus", "s1", &[&red]));
+    agents.insert("rev", env.agent("rev", "s1", &[&red]));
+    let mut admin = Grant::defaults();
+    for a in [Action::Read, Action::Write, Action::Delete] {
+        admin.push(Grant::new(ResourceType::Memory, a, AclLevel::System));
+    }
+    for r in [ResourceType::Task, ResourceType::Event, ResourceType::Artifact] {
+        for a in [Action::Read, Action::Write] {
+            admin.push(Grant::new(r, a, AclLevel::System));
+        }
+    }
+    for a in [Action::Read, Action::Write, Action::Vote] {
+        admin.push(Grant::new(ResourceType::Consensus, a, AclLevel::System));
+    }
+    agents.insert("admin", env.agent_with("admin", "s1", &[], admin));
+    agents.insert("system", Identity::System);
+    World { env, red, agents }
+}
+
+impl World {
+    /// Suspends sus, and revokes every grant rev holds on `resource` at every level.
+    pub(crate) fn suspend_and_revoke(&self, resource: ResourceType) {
+        let store = &self.env.store;
+        let sus = AgentId::new("sus").unwrap();
+        let update = AgentUpdate { status: Some(AgentStatus::Suspended), ..AgentUpdate::default() };
+        store.update_agent(&Identity::System, &sus, update).unwrap();
+        let rev = AgentId::new("rev").unwrap();
+        for level in AclLevel::ALL {
+            store.revoke(&Identity::System, &rev, resource, level, None).unwrap();
+        }
+    }
+
+    /// The model: what swarm-acl decides for `who`'s resolved principal about a record of
+    /// this scope (false for an identity that does not resolve, such as a suspended agent).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn allows(
+        &self,
+        who: &Identity,
+        action: Action,
+        resource: ResourceType,
+        swarm_id: &SwarmId,
+        level: AclLevel,
+        owner: Option<&AgentId>,
+        team: Option<&TeamId>,
+    ) -> bool {
+        let Ok(p) = self.env.store.principal(who) else { return false };
+        let access = Access::new(level, swarm_id.as_str())
+            .with_owner(owner.map(AgentId::as_str))
+            .with_team(team.map(TeamId::as_str));
+        decide(&p, action, resource, &access, self.env.store.now()).is_allowed()
+    }
+
+    /// Whether `who` is an agent of `swarm_id` (or the system principal): operations that
+    /// work on "the caller's swarm" (the event log and queue, ready tasks, artifact lists,
+    /// claims) answer for that swarm only.
+    pub(crate) fn in_swarm(&self, who: &Identity, swarm_id: &SwarmId) -> bool {
+        match self.env.store.principal(who) {
+            Ok(p) => p.as_agent().is_none_or(|a| a.swarm() == swarm_id),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The bytes of the database file and its WAL after the store shut down, for tests that
+/// look for plaintext as an attacker with the file would.
+pub(crate) fn file_bytes(env: Env) -> Vec<u8> {
+    let mut env = env;
+    env.reopen();
+    env.store.shutdown().unwrap();
+    let mut bytes = std::fs::read(&env.path).unwrap();
+    if let Ok(wal) = std::fs::read(env.path.with_extension("db-wal")) {
+        bytes.extend(wal);
+    }
+    bytes
+}
+
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }

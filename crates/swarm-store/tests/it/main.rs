@@ -4,7 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod acl_conformance;
+mod artifacts;
 mod audit;
+mod conflicts;
+mod consensus;
+mod events;
 mod fixtures;
 mod load;
 mod memory;
@@ -12,3 +16,4 @@ mod operations;
 mod registry;
 mod schema;
 mod sql_agreement;
+mod tasks;
