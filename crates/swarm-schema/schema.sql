@@ -58,7 +58,7 @@ CREATE TABLE audit_log (
     detail TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail)),
     prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),
     hash BLOB NOT NULL CHECK (length(hash) = 32)
-);
+, fmt INTEGER NOT NULL DEFAULT 1 CHECK (fmt IN (1, 2)), namespace TEXT, key TEXT, acl_level INTEGER CHECK (acl_level IS NULL OR acl_level BETWEEN 1 AND 5), owner_id TEXT, team_id TEXT);
 
 -- table conflicts
 CREATE TABLE conflicts (
@@ -209,21 +209,6 @@ CREATE TABLE memory (
     CHECK (acl_level <> 2 OR team_id IS NOT NULL)
 ) WITHOUT ROWID;
 
--- table memory_changes
-CREATE TABLE memory_changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    revision INTEGER NOT NULL,
-    swarm_id TEXT NOT NULL,
-    namespace TEXT NOT NULL,
-    key TEXT NOT NULL,
-    op TEXT NOT NULL CHECK (op IN ('set', 'delete', 'expire')),
-    acl_level INTEGER NOT NULL CHECK (acl_level BETWEEN 1 AND 5),
-    owner_id TEXT,
-    team_id TEXT,
-    version INTEGER NOT NULL,
-    at INTEGER NOT NULL
-);
-
 -- table meta
 CREATE TABLE meta (
     key TEXT PRIMARY KEY NOT NULL,
@@ -359,12 +344,6 @@ CREATE INDEX artifacts_by_owner ON artifacts (owner_id) WHERE owner_id IS NOT NU
 -- index artifacts_by_task
 CREATE INDEX artifacts_by_task ON artifacts (task_id) WHERE task_id IS NOT NULL;
 
--- index audit_log_by_actor
-CREATE INDEX audit_log_by_actor ON audit_log (actor, at);
-
--- index audit_log_by_time
-CREATE INDEX audit_log_by_time ON audit_log (at);
-
 -- index conflicts_by_swarm_status
 CREATE INDEX conflicts_by_swarm_status ON conflicts (swarm_id, status, created_at);
 
@@ -400,9 +379,6 @@ CREATE INDEX memory_by_key_id ON memory (key_id) WHERE key_id IS NOT NULL;
 
 -- index memory_by_owner
 CREATE INDEX memory_by_owner ON memory (owner_id) WHERE owner_id IS NOT NULL;
-
--- index memory_changes_by_time
-CREATE INDEX memory_changes_by_time ON memory_changes (at);
 
 -- index metrics_by_name_time
 CREATE INDEX metrics_by_name_time ON metrics (name, at);
@@ -473,15 +449,6 @@ WHEN (NEW.dependent_type = 'task' AND NOT EXISTS (SELECT 1 FROM tasks WHERE id =
     OR (NEW.dependency_type = 'task' AND NOT EXISTS (SELECT 1 FROM tasks WHERE id = NEW.dependency_id))
 BEGIN
     SELECT RAISE(ABORT, 'dependency names a task that does not exist');
-END;
-
--- trigger memory_touch
-CREATE TRIGGER memory_touch AFTER UPDATE ON memory FOR EACH ROW
-WHEN NEW.updated_at = OLD.updated_at AND NEW.version = OLD.version
-    AND NEW.access_count = OLD.access_count AND NEW.key_id IS OLD.key_id
-BEGIN
-    UPDATE memory SET updated_at = CAST(unixepoch('subsec') * 1000 AS INTEGER)
-    WHERE swarm_id = NEW.swarm_id AND namespace = NEW.namespace AND key = NEW.key;
 END;
 
 -- trigger swarms_touch

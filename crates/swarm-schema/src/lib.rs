@@ -46,6 +46,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "conflict_scope",
         sql: include_str!("../migrations/0002_conflict_scope.sql"),
     },
+    Migration { version: 3, name: "lean_writes", sql: include_str!("../migrations/0003_lean_writes.sql") },
 ];
 
 /// The schema version a database has once every migration is applied.
@@ -87,7 +88,6 @@ pub const TABLES: &[&str] = &[
     "event_cursors",
     "events",
     "memory",
-    "memory_changes",
     "meta",
     "metrics",
     "outbox",
@@ -130,6 +130,7 @@ mod tests {
 
     #[test]
     fn every_table_is_named_in_a_migration() {
+        // (Tables a later migration drops are not in TABLES.)
         for t in TABLES {
             let needle = format!("CREATE TABLE {t} (");
             assert!(MIGRATIONS.iter().any(|m| m.sql.contains(&needle)), "no migration creates {t}");

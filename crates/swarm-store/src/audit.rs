@@ -9,7 +9,7 @@
 //! elsewhere, which is why [`VerifyReport`] prints the head.
 
 use parking_lot::Mutex;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::txn::GroupState;
@@ -18,8 +18,13 @@ use crate::txn::GroupState;
 pub(crate) const GENESIS: [u8; 32] = [0; 32];
 
 const INSERT: &str = "INSERT INTO audit_log \
-    (seq, at, actor, action, resource_type, resource, swarm_id, outcome, detail, prev_hash, hash) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+    (seq, at, actor, action, resource_type, resource, swarm_id, outcome, detail, prev_hash, hash, fmt, \
+    namespace, key, acl_level, owner_id, team_id) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 2, ?12, ?13, ?14, ?15, ?16)";
+
+/// Memory actions whose audit row is witnessed by the record they leave behind: the
+/// record's version is the row's sequence number, so removing the row shows.
+const WITNESSED: &[&str] = &["memory.set", "memory.mset", "memory.incr"];
 
 /// The outcome column of an audit row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -58,12 +63,25 @@ pub(crate) struct AuditEntry {
     pub(crate) outcome: Outcome,
     /// A JSON object, never carrying a value or a secret.
     pub(crate) detail: String,
+    /// For memory changes: the record, which makes the row an entry of the change feed.
+    pub(crate) feed: Option<Feed>,
 }
 
-/// The chained hash of a row.
+/// The record a memory change concerns, as the change feed needs it (never the value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Feed {
+    pub(crate) namespace: String,
+    pub(crate) key: String,
+    pub(crate) level: u8,
+    pub(crate) owner: Option<String>,
+    pub(crate) team: Option<String>,
+}
+
+/// The chained hash of a row, in the row's format (1: before migration 3; 2: also the
+/// change-feed columns).
 fn row_hash(prev: &[u8; 32], seq: u64, e: &AuditEntryRef<'_>) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(b"swarm-memory audit v1\0");
+    h.update(if e.fmt == 2 { b"swarm-memory audit v2\0" } else { b"swarm-memory audit v1\0" });
     h.update(prev);
     h.update(&seq.to_be_bytes());
     h.update(&e.at.to_be_bytes());
@@ -81,7 +99,43 @@ fn row_hash(prev: &[u8; 32], seq: u64, e: &AuditEntryRef<'_>) -> [u8; 32] {
     }
     put(&mut h, e.outcome);
     put(&mut h, e.detail);
+    if e.fmt == 2 {
+        match &e.feed {
+            Some(f) => {
+                h.update(&[1]);
+                put(&mut h, f.namespace);
+                put(&mut h, f.key);
+                h.update(&[f.level]);
+                optional(&mut h, f.owner);
+                optional(&mut h, f.team);
+            }
+            None => {
+                h.update(&[0]);
+            }
+        }
+    }
     *h.finalize().as_bytes()
+}
+
+fn optional(h: &mut blake3::Hasher, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            h.update(&[1]);
+            put(h, s);
+        }
+        None => {
+            h.update(&[0]);
+        }
+    }
+}
+
+/// The change-feed columns of a row, borrowed.
+struct FeedRef<'a> {
+    namespace: &'a str,
+    key: &'a str,
+    level: u8,
+    owner: Option<&'a str>,
+    team: Option<&'a str>,
 }
 
 fn put(h: &mut blake3::Hasher, s: &str) {
@@ -91,6 +145,7 @@ fn put(h: &mut blake3::Hasher, s: &str) {
 
 /// The fields of a row as hashed, borrowed either from an entry or from a stored row.
 struct AuditEntryRef<'a> {
+    fmt: u8,
     at: i64,
     actor: &'a str,
     action: &'a str,
@@ -99,6 +154,7 @@ struct AuditEntryRef<'a> {
     swarm: Option<&'a str>,
     outcome: &'a str,
     detail: &'a str,
+    feed: Option<FeedRef<'a>>,
 }
 
 pub(crate) fn append(
@@ -108,6 +164,7 @@ pub(crate) fn append(
 ) -> rusqlite::Result<()> {
     let seq = state.audit_seq + 1;
     let r = AuditEntryRef {
+        fmt: 2,
         at: e.at,
         actor: &e.actor,
         action: e.action,
@@ -116,6 +173,13 @@ pub(crate) fn append(
         swarm: e.swarm.as_deref(),
         outcome: e.outcome.as_str(),
         detail: &e.detail,
+        feed: e.feed.as_ref().map(|f| FeedRef {
+            namespace: &f.namespace,
+            key: &f.key,
+            level: f.level,
+            owner: f.owner.as_deref(),
+            team: f.team.as_deref(),
+        }),
     };
     let hash = row_hash(&state.audit_hash, seq, &r);
     conn.prepare_cached(INSERT)?.execute(params![
@@ -130,9 +194,17 @@ pub(crate) fn append(
         e.detail,
         &state.audit_hash[..],
         &hash[..],
+        e.feed.as_ref().map(|f| f.namespace.as_str()),
+        e.feed.as_ref().map(|f| f.key.as_str()),
+        e.feed.as_ref().map(|f| f.level),
+        e.feed.as_ref().and_then(|f| f.owner.as_deref()),
+        e.feed.as_ref().and_then(|f| f.team.as_deref()),
     ])?;
     state.audit_seq = seq;
     state.audit_hash = hash;
+    if !(e.outcome == Outcome::Ok && WITNESSED.contains(&e.action)) {
+        state.head_unwitnessed = true;
+    }
     Ok(())
 }
 
@@ -279,8 +351,8 @@ pub enum ChainProblem {
 /// Walks the whole chain from row 1 and reports the first break.
 pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
     let mut stmt = conn.prepare(
-        "SELECT seq, at, actor, action, resource_type, resource, swarm_id, outcome, detail, prev_hash, hash \
-         FROM audit_log ORDER BY seq",
+        "SELECT seq, at, actor, action, resource_type, resource, swarm_id, outcome, detail, prev_hash, hash, \
+         fmt, namespace, key, acl_level, owner_id, team_id FROM audit_log ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
     let mut expected_seq: u64 = 1;
@@ -298,6 +370,10 @@ pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
         let detail: String = row.get(8)?;
         let stored_prev: Vec<u8> = row.get(9)?;
         let stored_hash: Vec<u8> = row.get(10)?;
+        let fmt: i64 = row.get(11)?;
+        let (f_ns, f_key): (Option<String>, Option<String>) = (row.get(12)?, row.get(13)?);
+        let f_level: Option<i64> = row.get(14)?;
+        let (f_owner, f_team): (Option<String>, Option<String>) = (row.get(15)?, row.get(16)?);
         count += 1;
         let last_good = head.clone();
         let report =
@@ -308,7 +384,24 @@ pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
         if seq < expected_seq || stored_prev.as_slice() != prev {
             return Ok(report(ChainProblem::Inserted { seq }));
         }
+        let feed = match (&f_ns, &f_key, f_level) {
+            (Some(namespace), Some(key), Some(level)) => Some(FeedRef {
+                namespace,
+                key,
+                level: u8::try_from(level).unwrap_or(0),
+                owner: f_owner.as_deref(),
+                team: f_team.as_deref(),
+            }),
+            (None, None, None) if f_owner.is_none() && f_team.is_none() => None,
+            // Feed columns the hash does not cover (a partial set, or any on a format 1
+            // row) were written with SQL: they could fake a change-feed entry.
+            _ => return Ok(report(ChainProblem::Edited { seq })),
+        };
+        if fmt == 1 && feed.is_some() {
+            return Ok(report(ChainProblem::Edited { seq }));
+        }
         let r = AuditEntryRef {
+            fmt: u8::try_from(fmt).unwrap_or(0),
             at: row.get(1)?,
             actor: &actor,
             action: &action,
@@ -317,6 +410,7 @@ pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
             swarm: swarm.as_deref(),
             outcome: &outcome,
             detail: &detail,
+            feed,
         };
         let hash = row_hash(&prev, seq, &r);
         if stored_hash.as_slice() != hash {
@@ -326,9 +420,17 @@ pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
         expected_seq = seq + 1;
         head = Some((seq, hex::encode(hash)));
     }
-    let recorded: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| r.get(0))
-        .optional()?;
+    // The head is witnessed twice: by meta.audit_head, written by groups whose last row
+    // no record witnesses, and by the newest record version, which is the sequence
+    // number of the audit row that wrote it plus a fixed offset.
+    let (recorded, newest_version, offset): (Option<i64>, Option<i64>, i64) = conn.query_row(
+        "SELECT (SELECT value FROM meta WHERE key = 'audit_head'), (SELECT max(version) FROM memory), \
+         coalesce((SELECT value FROM meta WHERE key = 'version_offset'), 0)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let witnessed = newest_version.map(|v| v.saturating_sub(offset));
+    let recorded = recorded.max(witnessed);
     let last = expected_seq - 1;
     let problem = match recorded.and_then(|r| u64::try_from(r).ok()) {
         Some(recorded) if recorded > last => Some(ChainProblem::Truncated { last, recorded }),

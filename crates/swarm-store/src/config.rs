@@ -94,7 +94,6 @@ pub struct StoreConfig {
     pub(crate) checkpoint_bytes: u64,
     pub(crate) metrics_interval: Option<Duration>,
     pub(crate) metrics_retention: Duration,
-    pub(crate) change_retention: Duration,
     pub(crate) event_retention: Duration,
     pub(crate) conflict_escalation: Option<Duration>,
 }
@@ -132,7 +131,6 @@ impl StoreConfig {
             checkpoint_bytes: 4 * 1024 * 1024,
             metrics_interval: Some(Duration::from_secs(60)),
             metrics_retention: Duration::from_secs(7 * 24 * 3600),
-            change_retention: Duration::from_secs(24 * 3600),
             event_retention: Duration::from_secs(7 * 24 * 3600),
             conflict_escalation: Some(Duration::from_secs(3600)),
         }
@@ -251,13 +249,6 @@ impl StoreConfig {
     /// How long persisted metrics are kept (default 7 days).
     pub fn with_metrics_retention(mut self, keep: Duration) -> Self {
         self.metrics_retention = keep;
-        self
-    }
-
-    /// How long the memory change feed keeps entries (default 24 hours). A watcher
-    /// resuming from an older position is told it missed changes.
-    pub fn with_change_retention(mut self, keep: Duration) -> Self {
-        self.change_retention = keep;
         self
     }
 

@@ -286,6 +286,7 @@ fn audit(
         swarm: swarm.map(str::to_owned),
         outcome: Outcome::Ok,
         detail: detail.to_string(),
+        feed: None,
     })
 }
 
@@ -309,6 +310,7 @@ fn refused<T>(
             swarm: None,
             outcome: Outcome::Denied,
             detail: serde_json::json!({ "reason": e.to_string() }).to_string(),
+            feed: None,
         })?;
     }
     Ok(Err(e))

@@ -239,24 +239,20 @@ pub(crate) fn persist_metrics(shared: &Arc<Shared>) -> crate::Result<()> {
     })
 }
 
-/// Deletes metrics and change-feed rows past their retention, in bounded batches.
+/// Deletes metrics past their retention, in bounded batches. (The change feed is
+/// the audit log, which is never trimmed.)
 fn trim(shared: &Arc<Shared>) -> crate::Result<()> {
     let now = shared.now().as_millis();
     let metrics_before =
         now - i64::try_from(shared.config.metrics_retention.as_millis()).unwrap_or(i64::MAX);
-    let changes_before =
-        now - i64::try_from(shared.config.change_retention.as_millis()).unwrap_or(i64::MAX);
     loop {
         let n = shared.writer.run(move |ctx| {
-            let m = ctx.conn().prepare_cached(
-                "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE at < ?1 ORDER BY id LIMIT ?2)",
-            )?
-            .execute(rusqlite::params![metrics_before, TRIM_BATCH])?;
-            let c = ctx.conn().prepare_cached(
-                "DELETE FROM memory_changes WHERE seq IN (SELECT seq FROM memory_changes WHERE at < ?1 ORDER BY seq LIMIT ?2)",
-            )?
-            .execute(rusqlite::params![changes_before, TRIM_BATCH])?;
-            Ok(m.max(c))
+            Ok(ctx
+                .conn()
+                .prepare_cached(
+                    "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE at < ?1 ORDER BY id LIMIT ?2)",
+                )?
+                .execute(rusqlite::params![metrics_before, TRIM_BATCH])?)
         })?;
         if (n as i64) < TRIM_BATCH {
             return Ok(());

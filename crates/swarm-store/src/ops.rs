@@ -356,6 +356,7 @@ impl Store {
                         swarm: None,
                         outcome: Outcome::Ok,
                         detail: serde_json::json!({ "reencrypted": re, "encrypted": enc, "key_id": active }).to_string(),
+                        feed: None,
                     })?;
                 }
                 Ok((re, enc))
@@ -404,6 +405,7 @@ impl Store {
                 swarm: None,
                 outcome: Outcome::Ok,
                 detail: detail.to_string(),
+                feed: None,
             })
         })
     }

@@ -8,7 +8,7 @@ use crate::error::Result;
 
 const READ_META: &str = "SELECT \
     (SELECT value FROM meta WHERE key = 'acl_generation'), \
-    (SELECT value FROM meta WHERE key = 'revision'), \
+    (SELECT coalesce((SELECT value FROM meta WHERE key = 'version_offset'), 0)), \
     (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), \
     (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1)";
 const WRITE_META: &str = "UPDATE meta SET value = ?2 WHERE key = ?1";
@@ -18,11 +18,13 @@ const UPSERT_META: &str = "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONF
 pub(crate) struct GroupState {
     generation: u64,
     generation_start: u64,
-    revision: u64,
-    revision_start: u64,
     pub(crate) audit_seq: u64,
     pub(crate) audit_hash: [u8; 32],
-    audit_seq_start: u64,
+    /// Added to an audit sequence number to make a version (see [`WriteCtx::next_version`]).
+    version_offset: u64,
+    /// Whether the group appended audit rows that no record's version witnesses (so the
+    /// head must be recorded in meta for truncation to show).
+    pub(crate) head_unwitnessed: bool,
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
     principals: Vec<(AgentId, Principal)>,
 }
@@ -30,8 +32,8 @@ pub(crate) struct GroupState {
 /// Where a job started, so its effects on the group state can be undone.
 pub(crate) struct Mark {
     generation: u64,
-    revision: u64,
     audit_seq: u64,
+    head_unwitnessed: bool,
     audit_hash: [u8; 32],
     after_commit: usize,
     principals: usize,
@@ -39,7 +41,7 @@ pub(crate) struct Mark {
 
 impl GroupState {
     pub(crate) fn begin(conn: &Connection) -> rusqlite::Result<Self> {
-        let (generation, revision, seq, hash): (i64, i64, Option<i64>, Option<Vec<u8>>) = conn
+        let (generation, offset, seq, hash): (i64, i64, Option<i64>, Option<Vec<u8>>) = conn
             .prepare_cached(READ_META)?
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         let audit_hash = match hash {
@@ -47,16 +49,15 @@ impl GroupState {
             None => GENESIS,
         };
         let generation = u64::try_from(generation).unwrap_or(0);
-        let revision = u64::try_from(revision).unwrap_or(0);
         let audit_seq = seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+        let version_offset = u64::try_from(offset).unwrap_or(0);
         Ok(Self {
+            version_offset,
             generation,
             generation_start: generation,
-            revision,
-            revision_start: revision,
             audit_seq,
             audit_hash,
-            audit_seq_start: audit_seq,
+            head_unwitnessed: false,
             after_commit: Vec::new(),
             principals: Vec::new(),
         })
@@ -65,19 +66,18 @@ impl GroupState {
     pub(crate) fn mark(&self) -> Mark {
         Mark {
             generation: self.generation,
-            revision: self.revision,
             audit_seq: self.audit_seq,
+            head_unwitnessed: self.head_unwitnessed,
             audit_hash: self.audit_hash,
             after_commit: self.after_commit.len(),
             principals: self.principals.len(),
         }
     }
 
-    /// Undoes a failed job's effects on the counters. The revision is not rewound:
-    /// skipped revisions are harmless and keep versions unique.
+    /// Undoes a failed job's effects on the counters.
     pub(crate) fn rewind(&mut self, m: Mark) {
         self.generation = m.generation;
-        self.revision = self.revision.max(m.revision);
+        self.head_unwitnessed = m.head_unwitnessed;
         self.audit_seq = m.audit_seq;
         self.audit_hash = m.audit_hash;
         self.after_commit.truncate(m.after_commit);
@@ -89,21 +89,16 @@ impl GroupState {
 
     /// Writes the counters back; runs inside the transaction, before `COMMIT`.
     pub(crate) fn finish(&self, conn: &Connection) -> rusqlite::Result<()> {
-        let mut stmt = conn.prepare_cached(WRITE_META)?;
-        if self.revision != self.revision_start {
-            stmt.execute(rusqlite::params![
-                "revision",
-                i64::try_from(self.revision).unwrap_or(i64::MAX)
-            ])?;
-        }
         if self.generation != self.generation_start {
-            stmt.execute(rusqlite::params![
+            conn.prepare_cached(WRITE_META)?.execute(rusqlite::params![
                 "acl_generation",
                 i64::try_from(self.generation).unwrap_or(i64::MAX)
             ])?;
         }
-        if self.audit_seq != self.audit_seq_start {
+        if self.head_unwitnessed {
             // The head is kept apart from the chain so that removing its last rows shows.
+            // Groups that only wrote records skip it: each record's version is the sequence
+            // number of its audit row and witnesses it (one page less per commit).
             conn.prepare_cached(UPSERT_META)?.execute(rusqlite::params![
                 "audit_head",
                 i64::try_from(self.audit_seq).unwrap_or(i64::MAX)
@@ -140,10 +135,12 @@ impl<'c> WriteCtx<'c> {
         self.conn
     }
 
-    /// A fresh revision for this job's mutations; strictly greater than any before it.
-    pub(crate) fn next_revision(&mut self) -> u64 {
-        self.state.revision += 1;
-        self.state.revision
+    /// The version the next change gets: the sequence number of the audit row the job
+    /// appends for it next, plus the database's fixed `version_offset` (non-zero only in
+    /// databases upgraded from schema 2 or older, whose versions came from a counter that
+    /// could run ahead of the audit log). Unique, rising, never reused.
+    pub(crate) fn next_version(&self) -> u64 {
+        self.state.audit_seq + 1 + self.state.version_offset
     }
 
     /// The ACL generation as of this point of the transaction.

@@ -130,6 +130,7 @@ pub(crate) fn audit(
         swarm: Some(swarm.to_string()),
         outcome,
         detail: detail.to_string(),
+        feed: None,
     })
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use swarm_acl::{
-    Access, AclLevel, Action, AgentId, Identity, Principal, ResourceType, SqlColumns, SqlPredicate,
+    AclLevel, Action, AgentId, Identity, Principal, ResourceType, SqlColumns, SqlPredicate,
     SwarmId, TeamId, Timestamp, decide, sql_predicate,
 };
 use swarm_codec::Seal;
@@ -27,7 +27,7 @@ pub use types::{
     Expect, Key, Namespace, Record, RecordKey, RecordMeta, SetOptions, Value, ValueType, Written,
 };
 
-use crate::audit::{AuditEntry, Outcome};
+use crate::audit::{AuditEntry, Feed, Outcome};
 use crate::error::{Result, StoreError};
 use crate::metrics::Op;
 use crate::sql::{Bind, i64_of, push_pred, u64_of};
@@ -51,7 +51,7 @@ const COLS: SqlColumns<'static> = SqlColumns {
 /// Columns of `memory` without an alias (DELETE statements cannot alias their table).
 const BARE_COLS: SqlColumns<'static> =
     SqlColumns { level: "acl_level", swarm: "swarm_id", owner: "owner_id", team: "team_id" };
-/// Columns of `memory_changes AS c` for the ACL predicate.
+/// Columns of `audit_log AS c` (the change feed) for the ACL predicate.
 const CHANGE_COLS: SqlColumns<'static> = SqlColumns {
     level: "c.acl_level",
     swarm: "c.swarm_id",
@@ -129,14 +129,7 @@ const UPSERT: &str = "INSERT INTO memory (swarm_id, namespace, key, owner_id, te
 
 const DELETE: &str = "DELETE FROM memory WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3";
 
-const CHANGE: &str = "INSERT INTO memory_changes \
-    (revision, swarm_id, namespace, key, op, acl_level, owner_id, team_id, version, at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
-const CONFLICT: &str = "INSERT INTO conflicts (id, swarm_id, type, severity, entity_a_type, entity_a_id, \
-    entity_b_type, entity_b_id, description, detail, strategy, status, resolution, acl_level, created_at, updated_at) \
-    VALUES (?1, ?2, 'version_mismatch', 'low', 'memory', ?3, 'agent', ?4, ?5, ?6, 'first_write_wins', 'resolved', \
-    'the conflicting write was refused', ?7, ?8, ?8)";
 
 fn key_binds<'a>(key: &'a RecordKey, now: Timestamp) -> Vec<Bind<'a>> {
     vec![
@@ -186,19 +179,7 @@ impl RawRow {
     }
 }
 
-/// The access metadata of a stored record, parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Scope {
-    owner: Option<AgentId>,
-    team: Option<TeamId>,
-    level: AclLevel,
-}
-
-impl Scope {
-    fn access<'a>(&'a self, swarm: &'a SwarmId) -> Access<'a> {
-        Access::new(self.level, swarm).with_owner(self.owner.as_ref()).with_team(self.team.as_ref())
-    }
-}
+pub(crate) use crate::domain::Scope;
 
 /// Parses the stored key, scope and value type of a row.
 pub(crate) fn parse_stored(
@@ -229,13 +210,7 @@ pub(crate) fn aad_for(key: &RecordKey, scope: &Scope, vt: ValueType) -> Vec<u8> 
 }
 
 fn parse_scope(owner: Option<&str>, team: Option<&str>, level: i64) -> Result<Scope> {
-    let corrupt =
-        |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("stored {what}: {e}"));
-    Ok(Scope {
-        owner: owner.map(AgentId::new).transpose().map_err(|e| corrupt("owner", &e))?,
-        team: team.map(TeamId::new).transpose().map_err(|e| corrupt("team", &e))?,
-        level: AclLevel::from_i64(level).map_err(|e| corrupt("level", &e))?,
-    })
+    Scope::parse(owner, team, level)
 }
 
 impl Shared {
@@ -348,6 +323,7 @@ impl Shared {
                 swarm: Some(key.swarm().to_string()),
                 outcome: Outcome::Denied,
                 detail: r#"{"reason":"not visible to the principal"}"#.to_owned(),
+                feed: None,
             });
         }
         Ok(())
@@ -366,6 +342,7 @@ impl Shared {
                 swarm: Some(key.swarm().to_string()),
                 outcome: Outcome::Ok,
                 detail: "{}".to_owned(),
+                feed: None,
             });
         }
     }
@@ -414,7 +391,7 @@ enum Change {
 #[derive(Debug)]
 enum Refusal {
     Denied(&'static str),
-    Conflict { expected: Expect, found: Option<u64>, level: AclLevel },
+    Conflict { expected: Expect, found: Option<u64>, scope: Scope },
 }
 
 impl Refusal {
@@ -533,6 +510,7 @@ fn plan_scope(p: &Principal, existing: Option<&Scope>, opts: &SetOptions) -> Res
 
 /// Applies one write inside a job. `Err` aborts the job; `Ok(Err(refusal))` is a refusal
 /// to be audited and committed.
+#[allow(clippy::too_many_arguments)]
 fn write_one(
     ctx: &mut WriteCtx<'_>,
     shared: &Arc<Shared>,
@@ -541,6 +519,7 @@ fn write_one(
     change: Change,
     opts: &SetOptions,
     now: Timestamp,
+    action: &'static str,
 ) -> Result<std::result::Result<(Written, Value), Refusal>> {
     let memory = ResourceType::Memory;
     if let Some(a) = p.as_agent()
@@ -575,18 +554,12 @@ fn write_one(
     let found = existing.as_ref().map(|e| e.version);
     match opts.expect {
         Some(Expect::Absent) if found.is_some() => {
-            return Ok(Err(Refusal::Conflict {
-                expected: Expect::Absent,
-                found,
-                level: scope.level,
-            }));
+            let scope = existing.as_ref().map_or_else(|| scope.clone(), |e| e.scope.clone());
+            return Ok(Err(Refusal::Conflict { expected: Expect::Absent, found, scope }));
         }
         Some(Expect::Version(v)) if found != Some(v) => {
-            return Ok(Err(Refusal::Conflict {
-                expected: Expect::Version(v),
-                found,
-                level: scope.level,
-            }));
+            let scope = existing.as_ref().map_or_else(|| scope.clone(), |e| e.scope.clone());
+            return Ok(Err(Refusal::Conflict { expected: Expect::Version(v), found, scope }));
         }
         _ => {}
     }
@@ -627,7 +600,7 @@ fn write_one(
         (None, Some(e)) => e.tags.clone(),
         (None, None) => "[]".to_owned(),
     };
-    let version = ctx.next_revision();
+    let version = ctx.next_version();
     let (created_at, access_count) = match &existing {
         Some(e) => (e.created_at, e.access_count),
         None => (now.as_millis(), 0),
@@ -655,31 +628,51 @@ fn write_one(
     if let Err(e) = upserted {
         return Err(missing_parent(e, key, team));
     }
-    record_change(ctx, key, "set", &scope, version, now)?;
-    Ok(Ok((Written { version, created: existing.is_none() }, value)))
+    let created = existing.is_none();
+    let detail = serde_json::json!({ "created": created, "size": size });
+    record_change(ctx, p, key, action, &scope, detail, now)?;
+    Ok(Ok((Written { version, created }, value)))
 }
 
+/// Appends the audit row of a memory change, which is also its change-feed entry: it
+/// carries the record's namespace, key and scope (never the value), and its sequence
+/// number is the version the change gave the record.
 fn record_change(
     ctx: &mut WriteCtx<'_>,
+    p: &Principal,
     key: &RecordKey,
-    op: &'static str,
+    action: &'static str,
     scope: &Scope,
-    version: u64,
+    detail: serde_json::Value,
     now: Timestamp,
 ) -> Result<()> {
-    ctx.conn().prepare_cached(CHANGE)?.execute(params_from_iter([
-        Bind::Int(i64_of(version)),
-        Bind::Text(key.swarm().as_str()),
-        Bind::Text(key.namespace().as_str()),
-        Bind::Text(key.key().as_str()),
-        Bind::Text(op),
-        Bind::Int(i64::from(scope.level.as_u8())),
-        Bind::OptText(scope.owner.as_ref().map(AgentId::as_str)),
-        Bind::OptText(scope.team.as_ref().map(TeamId::as_str)),
-        Bind::Int(i64_of(version)),
-        Bind::Int(now.as_millis()),
-    ]))?;
-    Ok(())
+    ctx.audit(&AuditEntry {
+        at: now.as_millis(),
+        actor: p.audit_name().to_owned(),
+        action,
+        resource_type: "memory",
+        resource: key.to_string(),
+        swarm: Some(key.swarm().to_string()),
+        outcome: Outcome::Ok,
+        detail: detail.to_string(),
+        feed: Some(Feed {
+            namespace: key.namespace().to_string(),
+            key: key.key().to_string(),
+            level: scope.level.as_u8(),
+            owner: scope.owner.as_ref().map(ToString::to_string),
+            team: scope.team.as_ref().map(ToString::to_string),
+        }),
+    })
+}
+
+/// The change-feed operation an audited memory action stands for.
+fn change_op(action: &str) -> Result<&'static str> {
+    match action {
+        "memory.set" | "memory.mset" | "memory.incr" => Ok("set"),
+        "memory.delete" => Ok("delete"),
+        "memory.expire" => Ok("expire"),
+        other => Err(StoreError::Corrupt(format!("audit row with a record key has action {other:?}"))),
+    }
 }
 
 /// Audits a refusal in the job's transaction (and records a version conflict in the
@@ -694,19 +687,26 @@ fn refuse(
 ) -> Result<StoreError> {
     let (outcome, detail) = match &refusal {
         Refusal::Denied(why) => (Outcome::Denied, serde_json::json!({ "reason": why })),
-        Refusal::Conflict { expected, found, level } => {
+        Refusal::Conflict { expected, found, scope } => {
             let detail = serde_json::json!({ "expected": expected.to_string(), "found": found });
-            let id = random_id("cf");
-            ctx.conn().prepare_cached(CONFLICT)?.execute(rusqlite::params![
-                id,
-                key.swarm().as_str(),
-                key.to_string(),
-                p.audit_name(),
-                format!("write to {key} expected {expected}"),
-                detail.to_string(),
-                i64::from(level.as_u8()),
-                now.as_millis(),
-            ])?;
+            // Recorded with the record's scope: whoever can see the record can see that
+            // writes to it collided, nobody else.
+            crate::domain::conflicts::record(
+                ctx,
+                &crate::domain::conflicts::NewConflict {
+                    swarm: key.swarm().clone(),
+                    kind: "version_mismatch",
+                    severity: "low",
+                    a: ("memory".into(), key.to_string()),
+                    b: Some(("agent".into(), p.audit_name().to_owned())),
+                    description: format!("write to {key} expected {expected}"),
+                    detail: detail.clone(),
+                    strategy: "first_write_wins",
+                    status: "resolved",
+                    scope: scope.clone(),
+                },
+                now,
+            )?;
             (Outcome::Conflict, detail)
         }
     };
@@ -719,29 +719,11 @@ fn refuse(
         swarm: Some(key.swarm().to_string()),
         outcome,
         detail: detail.to_string(),
+        feed: None,
     })?;
     Ok(refusal.into_error(key))
 }
 
-fn audit_ok(
-    ctx: &mut WriteCtx<'_>,
-    p: &Principal,
-    key: &RecordKey,
-    action: &'static str,
-    detail: serde_json::Value,
-    now: Timestamp,
-) -> Result<()> {
-    ctx.audit(&AuditEntry {
-        at: now.as_millis(),
-        actor: p.audit_name().to_owned(),
-        action,
-        resource_type: "memory",
-        resource: key.to_string(),
-        swarm: Some(key.swarm().to_string()),
-        outcome: Outcome::Ok,
-        detail: detail.to_string(),
-    })
-}
 
 /// A random id with a prefix, such as `cf_3f2a...`.
 pub(crate) fn random_id(prefix: &str) -> String {
@@ -875,7 +857,8 @@ pub struct ChangeEvent {
     pub key: RecordKey,
     /// `set`, `delete` or `expire`.
     pub op: String,
-    /// The record's version after a set, or the last version before a delete.
+    /// After a set, the record's new version; after a delete or expiry, the
+    /// position of the removal (newer than any version the record had).
     pub version: u64,
     /// The record's level.
     pub level: AclLevel,
@@ -927,8 +910,10 @@ pub struct ChangePage {
     pub changes: Vec<ChangeEvent>,
     /// Where to resume (the last seq looked at, visible or not).
     pub cursor: u64,
-    /// True when changes after the requested position were already trimmed by retention:
-    /// the caller missed some and should re-read the records it cares about.
+    /// True when the requested position is past the feed's head: the database went
+    /// backwards (restored from an older backup, or replaced), so what the caller saw
+    /// may no longer exist and it should re-read the records it cares about. The
+    /// cursor is then the head.
     pub gap: bool,
 }
 
@@ -1075,11 +1060,9 @@ impl Store {
             self.shared
                 .write_as(who, move |ctx, shared, p| {
                     let now = shared.now();
-                    match write_one(ctx, shared, p, &key, Change::Put(prepared), &opts, now)? {
+                    let change = Change::Put(prepared);
+                    match write_one(ctx, shared, p, &key, change, &opts, now, "memory.set")? {
                         Ok((w, _)) => {
-                            let detail =
-                                serde_json::json!({ "version": w.version, "created": w.created });
-                            audit_ok(ctx, p, &key, "memory.set", detail, now)?;
                             notify(ctx, shared);
                             Ok(Ok(w))
                         }
@@ -1155,18 +1138,9 @@ impl Store {
                     let result = ctx.atomically(|ctx| {
                         let mut out = Vec::with_capacity(prepared.len());
                         for (key, prep) in prepared {
-                            match write_one(ctx, shared, p, &key, Change::Put(prep), &opts, now)? {
-                                Ok((w, _)) => {
-                                    audit_ok(
-                                        ctx,
-                                        p,
-                                        &key,
-                                        "memory.mset",
-                                        serde_json::json!({ "version": w.version }),
-                                        now,
-                                    )?;
-                                    out.push(w);
-                                }
+                            let change = Change::Put(prep);
+                            match write_one(ctx, shared, p, &key, change, &opts, now, "memory.mset")? {
+                                Ok((w, _)) => out.push(w),
                                 Err(r) => {
                                     refused = Some((key, r));
                                     return Err(StoreError::invalid("refused"));
@@ -1204,19 +1178,10 @@ impl Store {
             self.shared
                 .write_as(who, move |ctx, shared, p| {
                     let now = shared.now();
-                    match write_one(ctx, shared, p, &key, Change::Add(by), &opts, now)? {
-                        Ok((w, value)) => {
-                            let n = value.as_integer().unwrap_or_default();
-                            audit_ok(
-                                ctx,
-                                p,
-                                &key,
-                                "memory.incr",
-                                serde_json::json!({ "version": w.version, "by": by }),
-                                now,
-                            )?;
+                    match write_one(ctx, shared, p, &key, Change::Add(by), &opts, now, "memory.incr")? {
+                        Ok((_, value)) => {
                             notify(ctx, shared);
-                            Ok(Ok(n))
+                            Ok(Ok(value.as_integer().unwrap_or_default()))
                         }
                         Err(r) => Ok(Err(refuse(ctx, p, &key, "memory.incr", r, now)?)),
                     }
@@ -1259,18 +1224,17 @@ impl Store {
                             )?;
                         }
                         return match expect {
-                            Some(Expect::Version(v)) => Ok(Err(refuse(
-                                ctx,
-                                p,
-                                &key,
-                                "memory.delete",
-                                Refusal::Conflict {
-                                    expected: Expect::Version(v),
-                                    found: None,
-                                    level: AclLevel::Swarm,
-                                },
-                                now,
-                            )?)),
+                            Some(Expect::Version(v)) => {
+                                // No record the caller can see: the conflict is the
+                                // caller's own (a hidden record's existence stays hidden).
+                                let scope = Scope {
+                                    owner: p.as_agent().map(|a| a.id().clone()),
+                                    team: None,
+                                    level: AclLevel::Private,
+                                };
+                                let r = Refusal::Conflict { expected: Expect::Version(v), found: None, scope };
+                                Ok(Err(refuse(ctx, p, &key, "memory.delete", r, now)?))
+                            }
                             _ => Ok(Ok(false)),
                         };
                     };
@@ -1292,7 +1256,7 @@ impl Store {
                         let r = Refusal::Conflict {
                             expected: Expect::Version(v),
                             found: Some(e.version),
-                            level: e.scope.level,
+                            scope: e.scope.clone(),
                         };
                         return Ok(Err(refuse(ctx, p, &key, "memory.delete", r, now)?));
                     }
@@ -1300,7 +1264,7 @@ impl Store {
                         let r = Refusal::Conflict {
                             expected: Expect::Absent,
                             found: Some(e.version),
-                            level: e.scope.level,
+                            scope: e.scope.clone(),
                         };
                         return Ok(Err(refuse(ctx, p, &key, "memory.delete", r, now)?));
                     }
@@ -1309,16 +1273,8 @@ impl Store {
                         key.namespace().as_str(),
                         key.key().as_str()
                     ])?;
-                    let version = ctx.next_revision();
-                    record_change(ctx, &key, "delete", &e.scope, version, now)?;
-                    audit_ok(
-                        ctx,
-                        p,
-                        &key,
-                        "memory.delete",
-                        serde_json::json!({ "version": e.version }),
-                        now,
-                    )?;
+                    let detail = serde_json::json!({ "previous_version": e.version });
+                    record_change(ctx, p, &key, "memory.delete", &e.scope, detail, now)?;
                     notify(ctx, shared);
                     Ok(Ok(true))
                 })
@@ -1367,21 +1323,13 @@ impl Store {
                     let rows = stmt.query_map(params_from_iter(binds), RemovedRow::from_row)?;
                     rows.collect::<rusqlite::Result<_>>()?
                 };
-                let version = ctx.next_revision();
+                // One audit row per record: each deletion is audited and is an entry of
+                // the change feed.
+                let detail = serde_json::json!({ "by": "clear", "scope": resource });
                 for row in &deleted {
                     let (key, scope) = row.parse()?;
-                    record_change(ctx, &key, "delete", &scope, version, now)?;
+                    record_change(ctx, p, &key, "memory.delete", &scope, detail.clone(), now)?;
                 }
-                ctx.audit(&AuditEntry {
-                    at: now.as_millis(),
-                    actor: p.audit_name().to_owned(),
-                    action: "memory.clear",
-                    resource_type: "memory",
-                    resource,
-                    swarm: scope.as_ref().map(|(s, _)| s.to_string()),
-                    outcome: Outcome::Ok,
-                    detail: serde_json::json!({ "deleted": deleted.len() }).to_string(),
-                })?;
                 if !deleted.is_empty() {
                     notify(ctx, shared);
                 }
@@ -1572,13 +1520,14 @@ impl Store {
         self.shared.read_snapshot_as(who, |conn, p| {
             let upper = glob::prefix_successor(&filter.prefix);
             let mut sql = String::from(
-                "SELECT c.seq, c.swarm_id, c.namespace, c.key, c.op, c.acl_level, c.owner_id, c.team_id, c.version, c.at \
-                 FROM memory_changes AS c WHERE c.seq > ?1 AND c.seq <= ?2 AND (?3 IS NULL OR c.swarm_id = ?3)",
+                "SELECT c.seq, c.swarm_id, c.namespace, c.key, c.action, c.acl_level, c.owner_id, c.team_id, c.seq, c.at \
+                 FROM audit_log AS c WHERE c.seq > ?1 AND c.seq <= ?2 AND c.key IS NOT NULL \
+                 AND c.resource_type = 'memory' AND c.outcome = 'ok' AND (?3 IS NULL OR c.swarm_id = ?3)",
             );
             // Look at a bounded window of the feed so an invisible flood cannot make one
             // call scan without end; the cursor still moves past it.
             let window_end: i64 = conn.query_row(
-                "SELECT coalesce(max(seq), 0) FROM (SELECT seq FROM memory_changes WHERE seq > ?1 ORDER BY seq LIMIT 10000)",
+                "SELECT coalesce(max(seq), 0) FROM (SELECT seq FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT 10000)",
                 [i64_of(after)],
                 |r| r.get(0),
             )?;
@@ -1608,6 +1557,9 @@ impl Store {
             push_pred(&mut binds, &pred);
             sql.push_str(&format!(" AND {} ORDER BY c.seq LIMIT ?{n}", pred.sql()));
             binds.push(Bind::Int(i64::try_from(limit).unwrap_or(1000)));
+            let offset: i64 = conn
+                .prepare_cached("SELECT coalesce((SELECT value FROM meta WHERE key = 'version_offset'), 0)")?
+                .query_row([], |r| r.get(0))?;
             let mut changes = Vec::new();
             {
                 let mut stmt = conn.prepare_cached(&sql)?;
@@ -1631,8 +1583,8 @@ impl Store {
                     changes.push(ChangeEvent {
                         seq: u64_of(seq),
                         key: RecordKey::parse(&swarm, &ns, &key).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                        op,
-                        version: u64_of(version),
+                        op: change_op(&op)?.to_owned(),
+                        version: u64_of(version.saturating_add(offset)),
                         level: scope.level,
                         owner: scope.owner,
                         team: scope.team,
@@ -1645,8 +1597,14 @@ impl Store {
             } else {
                 u64_of(window_end).max(after)
             };
-            let oldest: Option<i64> = conn.query_row("SELECT min(seq) FROM memory_changes", [], |r| r.get(0))?;
-            let gap = after > 0 && oldest.is_some_and(|o| u64_of(o) > after + 1);
+            // The feed is the audit log, which is never trimmed, so nothing in it is ever
+            // missed. A position past its head means the database went backwards (restored
+            // from an older backup or replaced): what the caller saw may no longer exist.
+            let head: i64 = conn
+                .prepare_cached("SELECT coalesce(max(seq), 0) FROM audit_log")?
+                .query_row([], |r| r.get(0))?;
+            let gap = after > u64_of(head);
+            let cursor = if gap { u64_of(head) } else { cursor };
             Ok(ChangePage { changes, cursor, gap })
         })
             })
@@ -1657,7 +1615,7 @@ impl Store {
         self.shared.check_open()?;
         let conn = self.shared.pool.get()?;
         let head: i64 =
-            conn.query_row("SELECT coalesce(max(seq), 0) FROM memory_changes", [], |r| r.get(0))?;
+            conn.query_row("SELECT coalesce(max(seq), 0) FROM audit_log", [], |r| r.get(0))?;
         Ok(u64_of(head))
     }
 
@@ -1873,18 +1831,9 @@ pub(crate) fn sweep_once(shared: &Arc<Shared>, batch: u32) -> Result<u64> {
         }
         for row in &rows {
             let (key, scope) = row.parse()?;
-            record_change(ctx, &key, "expire", &scope, u64_of(row.version), now)?;
+            let detail = serde_json::json!({ "previous_version": row.version });
+            record_change(ctx, p, &key, "memory.expire", &scope, detail, now)?;
         }
-        ctx.audit(&AuditEntry {
-            at: now.as_millis(),
-            actor: p.audit_name().to_owned(),
-            action: "memory.sweep",
-            resource_type: "memory",
-            resource: "*".to_owned(),
-            swarm: None,
-            outcome: Outcome::Ok,
-            detail: serde_json::json!({ "expired": rows.len() }).to_string(),
-        })?;
         let signal = Arc::clone(&inner);
         ctx.after_commit(move || signal.changed.notify());
         Ok(rows.len() as u64)
@@ -1915,9 +1864,9 @@ impl Watch {
         self.cursor
     }
 
-    /// Whether changes after the starting position had already been trimmed by retention
-    /// when the watcher caught up: the caller missed some and should re-read what it
-    /// cares about.
+    /// Whether the watcher found its position past the feed's head (the database went
+    /// backwards, see [`ChangePage::gap`]): the caller should re-read what it cares
+    /// about.
     pub fn missed_changes(&self) -> bool {
         self.missed
     }

@@ -58,6 +58,26 @@ fn an_edited_row_is_reported() {
 }
 
 #[test]
+fn editing_a_change_feed_column_is_reported() {
+    // The audit row of a memory write is also its change-feed entry: redirecting it to
+    // another key, level or owner, or downgrading its format so the hash skips those
+    // columns, must show.
+    for edit in [
+        "UPDATE audit_log SET key = 'k99' WHERE seq = (SELECT max(seq) FROM audit_log WHERE key IS NOT NULL)",
+        "UPDATE audit_log SET acl_level = 4 WHERE seq = (SELECT max(seq) FROM audit_log WHERE key IS NOT NULL)",
+        "UPDATE audit_log SET owner_id = 'mallory' WHERE seq = (SELECT max(seq) FROM audit_log WHERE key IS NOT NULL)",
+        "UPDATE audit_log SET fmt = 1 WHERE seq = (SELECT max(seq) FROM audit_log WHERE key IS NOT NULL)",
+        "UPDATE audit_log SET namespace = 'n', key = 'forged', acl_level = 4 WHERE seq = 1",
+    ] {
+        let env = busy_env();
+        assert!(env.store.verify_audit().unwrap().is_intact());
+        raw(env.path()).execute(edit, []).unwrap();
+        let p = env.store.verify_audit().unwrap().problem;
+        assert!(matches!(p, Some(ChainProblem::Edited { .. })), "{edit}: {p:?}");
+    }
+}
+
+#[test]
 fn a_deleted_row_is_reported() {
     let env = busy_env();
     raw(env.path()).execute("DELETE FROM audit_log WHERE seq = 7", []).unwrap();

@@ -502,6 +502,31 @@ fn watchers_see_changes_in_order_and_never_values() {
 }
 
 #[test]
+fn feed_versions_match_records_and_a_position_past_the_head_is_a_gap() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let head = env.store.change_head().unwrap();
+    let w = env.store.set(&a, &key("s1", "f", "k"), "v".into(), &SetOptions::new()).unwrap();
+    let page = env.store.changes_since(&a, head, &ChangeFilter::swarm(swarm("s1")), 10).unwrap();
+    assert_eq!(page.changes.len(), 1);
+    assert_eq!(page.changes[0].version, w.version);
+    assert!(!page.gap);
+    // A cursor from a database that went backwards (say, restored from an older backup)
+    // is reported, and the caller is moved back to the real head.
+    let now = env.store.change_head().unwrap();
+    let page =
+        env.store.changes_since(&a, now + 1000, &ChangeFilter::swarm(swarm("s1")), 10).unwrap();
+    assert!(page.gap);
+    assert_eq!(page.cursor, now);
+    let mut watch = env.store.watch(&a, ChangeFilter::swarm(swarm("s1")), now + 1000);
+    assert!(watch.next_timeout(Duration::from_millis(50)).unwrap().is_none());
+    assert!(watch.missed_changes());
+    env.store.set(&a, &key("s1", "f", "k2"), "v".into(), &SetOptions::new()).unwrap();
+    let c = watch.next_timeout(Duration::from_secs(2)).unwrap().unwrap();
+    assert_eq!(c.key.key().as_str(), "k2");
+}
+
+#[test]
 fn a_watcher_is_woken_by_a_write_from_another_thread() {
     let env = Env::new();
     let a = env.agent("ann", "s1", &[]);
