@@ -70,7 +70,6 @@ fn describe_init(
     Reply::new(doc, text)
 }
 
-
 /// `grant AGENT RESOURCE LEVEL ACTION[,ACTION...]`.
 #[derive(Debug, Args)]
 pub(crate) struct GrantArgs {

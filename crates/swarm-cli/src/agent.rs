@@ -10,6 +10,7 @@ use swarm_memory::{
 use crate::Global;
 use crate::exit::{CliError, Result};
 use crate::output::{self, Reply, to_json};
+use crate::{input, open};
 
 const TOKEN_WARNING: &str = "the token is shown only now: hand it to the agent and keep it secret (it cannot be recovered, only rotated)";
 
@@ -130,16 +131,13 @@ pub(crate) fn run(system: &SwarmMemory, g: &Global, c: AgentCommand) -> Result<R
 }
 
 fn parse_metadata(text: &str) -> Result<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| CliError::usage(format!("--metadata is not valid JSON: {e}")))?;
-    if !v.is_object() {
-        return Err(CliError::usage("--metadata must be a JSON object"));
-    }
-    Ok(v)
+    input::json_object("--metadata", text)
 }
 
 fn register(system: &SwarmMemory, g: &Global, a: RegisterArgs) -> Result<Reply> {
-    let mut spec = AgentSpec::new(a.name, a.agent_type)?.swarm(g.swarm_or_default()?.as_str())?;
+    let swarm = g.swarm_or_default()?;
+    open::require_swarm(system, &swarm)?;
+    let mut spec = AgentSpec::new(a.name, a.agent_type)?.swarm(swarm.as_str())?;
     if let Some(id) = &a.id {
         spec = spec.id(id)?;
     }
@@ -169,6 +167,9 @@ fn register(system: &SwarmMemory, g: &Global, a: RegisterArgs) -> Result<Reply> 
 }
 
 fn list(system: &SwarmMemory, g: &Global, a: ListArgs) -> Result<Reply> {
+    if let Some(swarm) = &g.swarm {
+        open::require_swarm(system, swarm)?;
+    }
     let filter = AgentFilter {
         swarm: g.swarm.clone(),
         agent_type: a.agent_type,

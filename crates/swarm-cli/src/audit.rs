@@ -2,8 +2,7 @@
 
 use clap::Subcommand;
 use serde_json::json;
-use swarm_memory::{Identity, SwarmMemory, VerifyReport};
-use swarm_store::ChainProblem;
+use swarm_memory::{ChainProblem, Identity, SwarmMemory, VerifyReport};
 
 use crate::exit::{CliError, Result};
 use crate::output::{self, Reply, to_json};

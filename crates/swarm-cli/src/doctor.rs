@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use swarm_memory::{Identity, SwarmMemory};
-use swarm_store::{KeyReport, PragmaReport};
+use swarm_memory::{Identity, KeyReport, PragmaReport, SwarmMemory};
 
 use crate::audit;
 use crate::exit::{CliError, Result};

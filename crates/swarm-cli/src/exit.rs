@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-use swarm_memory::{Error, RegistryError, StoreError};
-use swarm_store::OpenError;
+use swarm_memory::{Error, OpenError, RegistryError, StoreError};
 
 /// The exit codes, as documented in `--help`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +15,8 @@ pub(crate) enum Code {
     NotFound = 3,
     /// 4: authentication failed or permission denied.
     Denied = 4,
-    /// 5: version conflict.
+    /// 5: conflict: a version mismatch, a task claimed by someone else or a stale fencing
+    /// token, a settled event, a second vote, a task still blocked by its dependencies.
     Conflict = 5,
 }
 
@@ -51,6 +51,16 @@ impl CliError {
     /// Permission denied (exit 4).
     pub(crate) fn denied(message: impl Into<String>) -> Self {
         Self::new(Code::Denied, "permission_denied", message)
+    }
+
+    /// A file the user named could not be read or written (exit 1).
+    pub(crate) fn io(path: &std::path::Path, e: &std::io::Error) -> Self {
+        Self::new(Code::Failure, "io", format!("{}: {e}", path.display()))
+    }
+
+    /// A key that does not fit the database (exit 1, like the umbrella's key errors).
+    pub(crate) fn key(message: impl Into<String>) -> Self {
+        Self::new(Code::Failure, "key", message)
     }
 
     /// A health check failed (exit 1).
@@ -96,6 +106,9 @@ fn store_code(e: &StoreError) -> (Code, &'static str) {
         StoreError::PermissionDenied(_) => (Code::Denied, "permission_denied"),
         StoreError::InactiveAgent(_) => (Code::Denied, "inactive_agent"),
         StoreError::Conflict { .. } => (Code::Conflict, "conflict"),
+        // A task whose hard dependencies are not completed: try again later, like a
+        // conflict (exit 5).
+        StoreError::Blocked(_) => (Code::Conflict, "blocked"),
         StoreError::Invalid(_) | StoreError::NotAnInteger(_) | StoreError::Overflow(_) => {
             (Code::Usage, "invalid_input")
         }
@@ -194,6 +207,7 @@ mod tests {
                     .into(),
                 5,
             ),
+            (StoreError::Blocked("task t waits for u".into()).into(), 5),
             (StoreError::Invalid("bad".into()).into(), 2),
             (StoreError::NotAnInteger("k".into()).into(), 2),
             (StoreError::Overflow("k".into()).into(), 2),

@@ -10,19 +10,30 @@
 //! closes it. Its trust boundary is described in `LONG_ABOUT` (shown by `--help`).
 //!
 //! Layout: this file holds the command tree and the dispatch; each command group has a
-//! module (`admin`, `agent`, `team`, `memory`, `audit`, `doctor`); `output` decides how
-//! anything is printed and `exit` which exit code an error gets. A new group (task,
-//! event, consensus, backup...) is a new module with its own clap `Subcommand` and one
-//! line in [`Command`] and [`run`].
+//! module (`admin`, `swarm`, `agent`, `team`, `memory`, `task`, `event`, `consensus`,
+//! `artifact`, `conflict`, `ops`, `audit`, `doctor`); `open` opens the database as the
+//! system principal or an authenticated agent, `input` parses what clap cannot, `output`
+//! decides how anything is printed, `progress` draws the bar of long work and `exit`
+//! decides which exit code an error gets. A new group is a new module with its own clap
+//! `Subcommand` and one line in [`Command`] and [`run`].
 
 mod admin;
 mod agent;
+mod artifact;
 mod audit;
+mod conflict;
+mod consensus;
 mod doctor;
+mod event;
 mod exit;
+mod input;
 mod memory;
 mod open;
+mod ops;
 mod output;
+mod progress;
+mod swarm;
+mod task;
 mod team;
 
 use std::io::IsTerminal as _;
@@ -43,13 +54,19 @@ Shared, persistent, access-controlled, encrypted memory for agent swarms, on an 
 SQLite database.
 
 Trust boundary:
-  Administrative commands (init, doctor, agent, team, grant, revoke, audit) run as the
+  Administrative commands (init, doctor, swarm, agent, team, grant, revoke, audit,
+  backup, restore, optimize, rotate-key, metrics, conflict escalate) run as the
   system principal: whoever can open the database file and its key is its operator.
-  Memory commands (set, get, has, del, keys, incr, decr, mget, mset, stats, watch) run as
-  the agent named by --agent/--token (or SWARM_AGENT_ID/SWARM_AGENT_TOKEN), checked
-  against the token issued by `agent register`; without them they fail (exit 4). A token
-  is printed only by `agent register` and `agent rotate-token`, once. Prefer the
-  environment variable to --token: command lines are visible to other local users.
+  Memory commands (set, get, has, del, keys, incr, decr, mget, mset, stats, watch) and
+  task, event, consensus, artifact and conflict (list, resolve) commands run as the agent
+  named by --agent/--token (or SWARM_AGENT_ID/SWARM_AGENT_TOKEN), checked against the
+  token issued by `agent register`; without them they fail (exit 4). A token is printed
+  only by `agent register` and `agent rotate-token`, once. Prefer the environment
+  variable to --token: command lines are visible to other local users.
+
+Swarms:
+  `init` creates the database and its first swarm; `swarm create` adds more. Naming a
+  swarm that does not exist (--swarm, SWARM_ID) is an error (exit 3), never a new swarm.
 
 Encryption key:
   SQLITE_ENCRYPTION_KEY (64 hex digits or base64 of 32 bytes) if set, else the key file
@@ -59,7 +76,8 @@ Encryption key:
 const AFTER_HELP: &str = "\
 Output:
   Human-readable text by default. With --json, stdout carries exactly one JSON document
-  per invocation (for `watch`: one JSON object per line). Errors: `error: <message>` on
+  per invocation (for `watch` and `event follow`: one JSON object per line). Long work
+  (backup, restore, rotate-key) draws a progress bar on stderr when it is a terminal. Errors: `error: <message>` on
   stderr; with --json the object {\"error\": {\"code\": <exit code>, \"kind\": \"...\",
   \"message\": \"...\"}} is also printed on stdout. Timestamps in JSON are Unix
   milliseconds. Logs go to stderr, filtered by RUST_LOG (default `warn`).
@@ -70,7 +88,9 @@ Exit codes:
   2  bad usage or invalid input
   3  not found (also a record the agent cannot see, and a missing database)
   4  authentication failed or permission denied
-  5  version conflict (--if-version)";
+  5  version conflict (--if-version), or a race lost: a task claimed by another, a stale
+     fencing token (--fence), a task still waiting for its dependencies, an event
+     delivery that is no longer yours, a second vote or a vote on a closed round";
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -145,6 +165,9 @@ enum Command {
     Init,
     /// Check the database: settings, key, audit chain, row counts (exit 1 when unhealthy)
     Doctor,
+    /// Create, list, show and configure swarms
+    #[command(subcommand)]
+    Swarm(swarm::SwarmCommand),
     /// Register, list, show, update and remove agents
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -177,6 +200,33 @@ enum Command {
     Stats,
     /// Print memory changes as they happen (as the agent), until Ctrl-C or --timeout
     Watch(memory::WatchArgs),
+    /// Tasks: create, claim under a lease with a fencing token, progress, complete,
+    /// dependencies (as the agent)
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+    /// Events: publish, read the log, follow it, consume the queue (as the agent)
+    #[command(subcommand)]
+    Event(event::EventCommand),
+    /// Consensus rounds: propose, vote, show, list (as the agent)
+    #[command(subcommand)]
+    Consensus(consensus::ConsensusCommand),
+    /// Versioned artifacts: put, get, list (as the agent)
+    #[command(subcommand)]
+    Artifact(artifact::ArtifactCommand),
+    /// Conflicts the store recorded: list and resolve (as the agent), escalate (as the
+    /// system)
+    #[command(subcommand)]
+    Conflict(conflict::ConflictCommand),
+    /// Write a consistent copy of the database while it is in use
+    Backup(ops::BackupArgs),
+    /// Restore a backup into a new database file, with its key file beside it
+    Restore(ops::RestoreArgs),
+    /// Checkpoint the WAL, analyze, purge expired records
+    Optimize,
+    /// Add a new key to the key file and re-encrypt every memory record under it
+    RotateKey(ops::RotateArgs),
+    /// Print the store's metrics and row counts (--prometheus for scraping)
+    Metrics(ops::MetricsArgs),
     /// Verify and read the audit trail
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -226,6 +276,22 @@ fn run(cli: Cli) -> Result<Reply> {
         Command::Grant(a) => open::with_system(g, Db::File, "grant", |s| admin::grant(s, a)),
         Command::Revoke(a) => open::with_system(g, Db::File, "revoke", |s| admin::revoke(s, a)),
         Command::Audit(c) => open::with_system(g, Db::File, "audit", |s| audit::run(s, c)),
+        Command::Swarm(c) => open::with_system(g, Db::File, "swarm", |s| swarm::run(s, c)),
+        Command::Task(c) => open::with_agent(g, "task", |ctx| task::run(ctx, c)),
+        Command::Event(c) => open::with_agent(g, "event", |ctx| event::run(ctx, c)),
+        Command::Consensus(c) => open::with_agent(g, "consensus", |ctx| consensus::run(ctx, c)),
+        Command::Artifact(c) => open::with_agent(g, "artifact", |ctx| artifact::run(ctx, c)),
+        Command::Conflict(conflict::ConflictCommand::Escalate(a)) => {
+            open::with_system(g, Db::File, "conflict escalate", |s| conflict::escalate(s, &a))
+        }
+        Command::Conflict(c) => open::with_agent(g, "conflict", |ctx| conflict::run(ctx, c)),
+        Command::Backup(a) => open::with_system(g, Db::File, "backup", |s| ops::backup(s, &a)),
+        Command::Restore(a) => ops::restore(g, &a),
+        Command::Optimize => open::with_system(g, Db::File, "optimize", ops::optimize),
+        Command::RotateKey(a) => ops::rotate_key(g, &a),
+        Command::Metrics(a) => {
+            open::with_system(g, Db::File, "metrics", |s| ops::metrics(s, &a, g.json))
+        }
         Command::Set(a) => open::with_agent(g, "set", |ctx| memory::set(ctx, a)),
         Command::Get(a) => open::with_agent(g, "get", |ctx| memory::get(ctx, a)),
         Command::Has(a) => open::with_agent(g, "has", |ctx| memory::has(ctx, a)),

@@ -67,6 +67,22 @@ pub(crate) fn open_existing(g: &Global, db: Db, command: &str) -> Result<SwarmMe
     Ok(g.builder()?.must_exist().open()?)
 }
 
+/// Refuses a swarm that does not exist, saying how to create it (exit 3). Opening an
+/// existing database never creates a swarm: a typo in `--swarm` must not make one.
+pub(crate) fn require_swarm(system: &SwarmMemory, swarm: &SwarmId) -> Result<()> {
+    match system.store().get_swarm(&Identity::System, swarm)? {
+        Some(_) => Ok(()),
+        None => Err(swarm_not_found(swarm)),
+    }
+}
+
+/// The error for a swarm that does not exist.
+pub(crate) fn swarm_not_found(swarm: &SwarmId) -> CliError {
+    CliError::not_found(format!(
+        "swarm {swarm} not found: create it with `swarm-memory swarm create {swarm}`"
+    ))
+}
+
 /// Runs `f` on the opened system and shuts it down afterwards, so queued audit rows are
 /// written before the process exits. The command's own error wins over a shutdown error.
 pub(crate) fn with_system(
@@ -158,5 +174,11 @@ pub(crate) fn with_agent(
         }
         Err(e) => return finish(&system, Err(e.into())),
     };
+    // After authentication: who may not act learns nothing about swarms.
+    if let Some(swarm) = &g.swarm
+        && let Err(e) = require_swarm(&system, swarm)
+    {
+        return finish(&system, Err(e));
+    }
     finish(&system, f(&ctx))
 }

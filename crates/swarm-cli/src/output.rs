@@ -16,7 +16,7 @@ use crate::exit::{CliError, Result};
 #[derive(Debug)]
 pub(crate) struct Reply {
     body: Body,
-    /// Lines for stderr (warnings), printed whatever the format.
+    /// Lines for stderr (`warning: ...`, `note: ...`), printed whatever the format.
     notes: Vec<String>,
     /// Set when the command printed a report but failed (an unhealthy `doctor`, a broken
     /// audit chain): the report is the output, the error decides the exit code.
@@ -51,7 +51,13 @@ impl Reply {
 
     /// Adds a warning line for stderr.
     pub(crate) fn note(mut self, line: impl Into<String>) -> Self {
-        self.notes.push(line.into());
+        self.notes.push(format!("warning: {}", line.into()));
+        self
+    }
+
+    /// Adds an informational line for stderr: worth knowing, nothing wrong.
+    pub(crate) fn info(mut self, line: impl Into<String>) -> Self {
+        self.notes.push(format!("note: {}", line.into()));
         self
     }
 
@@ -71,7 +77,7 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Json> {
 pub(crate) fn emit(reply: Reply, json: bool) -> u8 {
     let printed = print_body(reply.body, json);
     for n in &reply.notes {
-        stderr_line(&format!("warning: {n}"));
+        stderr_line(n);
     }
     match (printed, reply.failed) {
         (Err(e), _) => emit_error(&e, json),
@@ -207,6 +213,31 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// An optional value for humans, `-` when absent.
+pub(crate) fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// An optional time for humans, `none` when absent.
+pub(crate) fn opt_time(at: Option<swarm_memory::Timestamp>) -> String {
+    at.map_or_else(|| "none".to_owned(), |t| time(t.as_millis()))
+}
+
+/// An ACL level for humans: `3 (swarm)`.
+pub(crate) fn level(l: swarm_memory::AclLevel) -> String {
+    format!("{} ({l})", l.as_u8())
+}
+
+/// Text cut to `max` characters for a table cell, with `...` when cut.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(3)).collect();
+    out.push_str("...");
+    out
+}
+
 /// A list for humans: `a, b, c`, or `-` when empty.
 pub(crate) fn list<T: std::fmt::Display>(items: &[T]) -> String {
     if items.is_empty() {
@@ -226,6 +257,12 @@ mod tests {
         assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00Z");
         assert_eq!(time(1_767_225_599_999), "2025-12-31 23:59:59Z");
         assert_eq!(time(-1), "1969-12-31 23:59:59Z");
+    }
+
+    #[test]
+    fn long_cells_are_clipped() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("a longer text", 8), "a lon...");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use swarm_memory::{AgentId, Identity, SwarmMemory, TeamId, TeamRecord};
 
 use crate::Global;
 use crate::exit::{CliError, Result};
+use crate::open;
 use crate::output::{self, Reply, to_json};
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +71,7 @@ fn describe(t: &TeamRecord) -> String {
 
 fn create(system: &SwarmMemory, g: &Global, a: CreateArgs) -> Result<Reply> {
     let swarm = g.swarm_or_default()?;
+    open::require_swarm(system, &swarm)?;
     let team = system.registry().create_team(
         &Identity::System,
         a.id.as_deref(),
@@ -103,6 +105,9 @@ fn remove(system: &SwarmMemory, m: Membership) -> Result<Reply> {
 }
 
 fn list(system: &SwarmMemory, g: &Global) -> Result<Reply> {
+    if let Some(swarm) = &g.swarm {
+        open::require_swarm(system, swarm)?;
+    }
     let teams = system.registry().list_teams(&Identity::System, g.swarm.as_ref())?;
     let rows: Vec<Vec<String>> = teams
         .iter()

@@ -229,6 +229,12 @@ impl Subscription {
         }
     }
 
+    /// The channel the messages arrive on, to wait on it together with others
+    /// (`crossbeam_channel::select!`). Disconnected once the coordinator shuts down.
+    pub fn receiver(&self) -> &Receiver<Envelope> {
+        &self.rx
+    }
+
     /// The next message if one is waiting.
     pub fn try_recv(&self) -> Result<Option<Envelope>> {
         match self.rx.try_recv() {

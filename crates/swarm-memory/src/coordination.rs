@@ -142,13 +142,13 @@ impl Coordination {
             .name("swarm-memory-listener".into())
             .spawn(move || {
                 loop {
-                    if !matches!(stopped.try_recv(), Err(crossbeam_channel::TryRecvError::Empty)) {
-                        return;
-                    }
-                    let envelope = match subscription.recv_timeout(Duration::from_millis(200)) {
-                        Ok(Some(e)) => e,
-                        Ok(None) => continue,
-                        Err(_) => return,
+                    // Wait on the stop signal too, so shutting down never waits for a message.
+                    let envelope = crossbeam_channel::select! {
+                        recv(stopped) -> _ => return,
+                        recv(subscription.receiver()) -> e => match e {
+                            Ok(e) => e,
+                            Err(_) => return,
+                        },
                     };
                     let message = envelope.message();
                     match envelope.channel().kind() {

@@ -46,7 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "conflict_scope",
         sql: include_str!("../migrations/0002_conflict_scope.sql"),
     },
-    Migration { version: 3, name: "lean_writes", sql: include_str!("../migrations/0003_lean_writes.sql") },
+    Migration {
+        version: 3,
+        name: "lean_writes",
+        sql: include_str!("../migrations/0003_lean_writes.sql"),
+    },
 ];
 
 /// The schema version a database has once every migration is applied.

@@ -73,6 +73,9 @@ fn list_show_update_remove() {
     env.run(&["team", "create", "--name", "Core", "--id", "core"]).ok();
     env.register("ann", &["--team", "core", "--capability", "api"]);
     env.register("ben", &["--capability", "ui"]);
+    // Opening an existing database never creates a swarm: `other` is created first.
+    env.register_fails_in_missing_swarm("cid");
+    env.run(&["swarm", "create", "other"]).ok();
     env.register("cid", &["--swarm", "other", "--no-default-grants"]);
 
     let ids = |args: &[&str]| -> Vec<String> {
@@ -184,6 +187,9 @@ fn teams_create_add_remove_list_show() {
     env.run(&["team", "add", "nope", "ben"]).fails(3, "team nope");
     env.run(&["team", "show", "nope"]).fails(3, "team nope not found");
 
+    env.run(&["team", "create", "--name", "Ops", "--swarm", "other"])
+        .fails(3, "swarm other not found: create it with `swarm-memory swarm create other`");
+    env.run(&["swarm", "create", "other"]).ok();
     env.run(&["team", "create", "--name", "Ops", "--swarm", "other"]).ok();
     let all = env.run(&["team", "list", "--json"]).ok().json();
     assert_eq!(all["teams"].as_array().unwrap().len(), 2);

@@ -6,7 +6,13 @@
 
 mod admin;
 mod agents;
+mod artifacts;
+mod consensus;
+mod events;
 mod health;
 mod memory;
+mod ops;
 mod output;
 mod support;
+mod swarms;
+mod tasks;

@@ -230,6 +230,7 @@ fn memory_commands_fail_closed_without_valid_credentials() {
 fn writes_stay_in_the_agents_own_swarm() {
     let env = Env::init();
     let ann = env.register("ann", &[]);
+    env.run(&["swarm", "create", "other"]).ok();
     let zed = env.register("zed", &["--swarm", "other"]);
     env.run_as(&zed, &["set", "notice", "hello all", "--level", "public"]).ok();
     env.run_as(&zed, &["set", "inside", "swarm only", "--level", "swarm"]).ok();
@@ -238,6 +239,8 @@ fn writes_stay_in_the_agents_own_swarm() {
     env.run_as(&ann, &["get", "notice"]).fails(3, "not found");
     assert_eq!(env.run_as(&ann, &["get", "notice", "--swarm", "other"]).ok().out(), "hello all");
     env.run_as(&ann, &["get", "inside", "--swarm", "other"]).fails(3, "not found");
+    // A swarm that does not exist is named as such, not created.
+    env.run_as(&ann, &["get", "notice", "--swarm", "typo"]).fails(3, "swarm typo not found");
     // Naming one's own swarm is fine.
     env.run_as(&zed, &["set", "k", "v", "--swarm", "other"]).ok();
 }

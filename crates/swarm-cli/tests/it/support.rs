@@ -32,7 +32,8 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    fn from(args: &[&str], out: Output) -> Self {
+    /// What a finished process did.
+    pub(crate) fn from(args: &[&str], out: Output) -> Self {
         Self {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -153,6 +154,17 @@ impl Env {
         Run::from(args, child.wait_with_output().unwrap())
     }
 
+    /// Starts the command as `agent` without waiting for it, stdout and stderr piped.
+    pub(crate) fn spawn_as(&self, agent: &Agent, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .env("SWARM_AGENT_ID", &agent.id)
+            .env("SWARM_AGENT_TOKEN", &agent.token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Registers an agent with this id (and any further `agent register` arguments).
     pub(crate) fn register(&self, id: &str, extra: &[&str]) -> Agent {
         let mut args =
@@ -160,6 +172,17 @@ impl Env {
         args.extend_from_slice(extra);
         let doc = self.run(&args).ok().json();
         Agent { id: id.to_owned(), token: doc["token"].as_str().unwrap().to_owned() }
+    }
+
+    /// Asserts that registering `id` in swarm `other`, which does not exist, is refused
+    /// and creates nothing.
+    #[track_caller]
+    pub(crate) fn register_fails_in_missing_swarm(&self, id: &str) {
+        let args = ["agent", "register", "--name", id, "--type", "worker", "--swarm", "other"];
+        self.run(&args)
+            .fails(3, "swarm other not found: create it with `swarm-memory swarm create other`");
+        let swarms = self.run(&["swarm", "list", "--json"]).ok().json();
+        assert!(swarms["swarms"].as_array().unwrap().iter().all(|s| s["id"] != "other"));
     }
 
     pub(crate) fn dir(&self) -> &Path {
