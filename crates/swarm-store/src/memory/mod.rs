@@ -129,8 +129,6 @@ const UPSERT: &str = "INSERT INTO memory (swarm_id, namespace, key, owner_id, te
 
 const DELETE: &str = "DELETE FROM memory WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3";
 
-
-
 fn key_binds<'a>(key: &'a RecordKey, now: Timestamp) -> Vec<Bind<'a>> {
     vec![
         Bind::Text(key.swarm().as_str()),
@@ -671,7 +669,9 @@ fn change_op(action: &str) -> Result<&'static str> {
         "memory.set" | "memory.mset" | "memory.incr" => Ok("set"),
         "memory.delete" => Ok("delete"),
         "memory.expire" => Ok("expire"),
-        other => Err(StoreError::Corrupt(format!("audit row with a record key has action {other:?}"))),
+        other => {
+            Err(StoreError::Corrupt(format!("audit row with a record key has action {other:?}")))
+        }
     }
 }
 
@@ -723,7 +723,6 @@ fn refuse(
     })?;
     Ok(refusal.into_error(key))
 }
-
 
 /// A random id with a prefix, such as `cf_3f2a...`.
 pub(crate) fn random_id(prefix: &str) -> String {
@@ -1139,7 +1138,16 @@ impl Store {
                         let mut out = Vec::with_capacity(prepared.len());
                         for (key, prep) in prepared {
                             let change = Change::Put(prep);
-                            match write_one(ctx, shared, p, &key, change, &opts, now, "memory.mset")? {
+                            match write_one(
+                                ctx,
+                                shared,
+                                p,
+                                &key,
+                                change,
+                                &opts,
+                                now,
+                                "memory.mset",
+                            )? {
                                 Ok((w, _)) => out.push(w),
                                 Err(r) => {
                                     refused = Some((key, r));
@@ -1178,7 +1186,16 @@ impl Store {
             self.shared
                 .write_as(who, move |ctx, shared, p| {
                     let now = shared.now();
-                    match write_one(ctx, shared, p, &key, Change::Add(by), &opts, now, "memory.incr")? {
+                    match write_one(
+                        ctx,
+                        shared,
+                        p,
+                        &key,
+                        Change::Add(by),
+                        &opts,
+                        now,
+                        "memory.incr",
+                    )? {
                         Ok((_, value)) => {
                             notify(ctx, shared);
                             Ok(Ok(value.as_integer().unwrap_or_default()))
@@ -1232,7 +1249,11 @@ impl Store {
                                     team: None,
                                     level: AclLevel::Private,
                                 };
-                                let r = Refusal::Conflict { expected: Expect::Version(v), found: None, scope };
+                                let r = Refusal::Conflict {
+                                    expected: Expect::Version(v),
+                                    found: None,
+                                    scope,
+                                };
                                 Ok(Err(refuse(ctx, p, &key, "memory.delete", r, now)?))
                             }
                             _ => Ok(Ok(false)),

@@ -422,9 +422,18 @@ mod fixtures_compat {
             let head = store.change_head().unwrap();
             store.incr(&ann, &key("s1", "fx", "counter"), 1, &SetOptions::new()).unwrap();
             let w = store.get(&ann, &key("s1", "fx", "counter")).unwrap().unwrap().meta;
-            assert!(w.version > ahead as u64, "fixture v{version}: version {} went back", w.version);
+            assert!(
+                w.version > ahead as u64,
+                "fixture v{version}: version {} went back",
+                w.version
+            );
             let page = store
-                .changes_since(&ann, head, &swarm_store::ChangeFilter::swarm(crate::fixtures::swarm("s1")), 10)
+                .changes_since(
+                    &ann,
+                    head,
+                    &swarm_store::ChangeFilter::swarm(crate::fixtures::swarm("s1")),
+                    10,
+                )
                 .unwrap();
             assert_eq!(page.changes.len(), 1, "fixture v{version}: {page:?}");
             assert_eq!(page.changes[0].version, w.version);
