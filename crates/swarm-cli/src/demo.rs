@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::json;
 use swarm_memory::{
-    AclLevel, AgentSpec, Ballot, EventSpec, Identity, Key, Namespace, RecordKey, RoundSpec, SetOptions, Strategy,
-    SwarmId, SwarmMemory, TaskSpec, TeamId, Value,
+    AclLevel, AgentSpec, Ballot, EventSpec, Identity, Key, Namespace, RecordKey, RoundSpec,
+    SetOptions, Strategy, SwarmId, SwarmMemory, TaskSpec, TeamId, Value,
 };
 
 use crate::exit::{CliError, Result};
@@ -34,7 +34,11 @@ impl Narrator {
     fn section(&mut self, title: &str, text: &str, data: serde_json::Value) -> Result<()> {
         self.sections.push(json!({ "section": title, "result": data }));
         if !self.json {
-            output::stream_item(false, &serde_json::Value::Null, &format!("\n== {title}\n{}", text.trim_end()))?;
+            output::stream_item(
+                false,
+                &serde_json::Value::Null,
+                &format!("\n== {title}\n{}", text.trim_end()),
+            )?;
         }
         Ok(())
     }
@@ -44,19 +48,25 @@ pub(crate) fn run(args: DemoArgs, json: bool) -> Result<Reply> {
     let started = Instant::now();
     let (dir, _guard) = match &args.keep {
         Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| CliError::usage(format!("cannot create {}: {e}", d.display())))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| CliError::usage(format!("cannot create {}: {e}", d.display())))?;
             (d.clone(), None)
         }
         None => {
-            let t = tempfile::tempdir().map_err(|e| CliError::other(format!("cannot create a temporary directory: {e}")))?;
+            let t = tempfile::tempdir().map_err(|e| {
+                CliError::other(format!("cannot create a temporary directory: {e}"))
+            })?;
             (t.path().to_path_buf(), Some(t))
         }
     };
     let db = dir.join("demo.db");
     if db.exists() {
-        return Err(CliError::usage(format!("{} exists: give --keep an empty directory", db.display())));
+        return Err(CliError::usage(format!(
+            "{} exists: give --keep an empty directory",
+            db.display()
+        )));
     }
-    let swarm = SwarmId::new("demo-swarm")?;
+    let swarm = SwarmId::new("demo-swarm").map_err(|e| CliError::other(e.to_string()))?;
     let system = SwarmMemory::builder().path(&db).swarm(swarm.clone()).open()?;
     let mut n = Narrator { json, sections: Vec::new() };
     let outcome = scenario(&system, &swarm, &mut n);
@@ -66,7 +76,7 @@ pub(crate) fn run(args: DemoArgs, json: bool) -> Result<Reply> {
     let elapsed = started.elapsed().as_millis();
     let mut text = format!("\ndemo finished in {elapsed} ms");
     match &args.keep {
-        Some(d) => {
+        Some(_) => {
             text.push_str(&format!(
                 "; the database is kept at {} (key file beside it). Explore it, for example:\n  \
                  swarm-memory --db {} doctor\n  swarm-memory --db {} agent list\n  swarm-memory --db {} audit tail",
@@ -75,12 +85,12 @@ pub(crate) fn run(args: DemoArgs, json: bool) -> Result<Reply> {
                 db.display(),
                 db.display()
             ));
-            let _ = d;
         }
         None => text.push_str("; the temporary database was removed (use --keep DIR to keep it)"),
     }
     let doc = json!({
-        "database": args.keep.as_ref().map(|_| db.display().to_string()),
+        "database": db.display().to_string(),
+        "kept": args.keep.is_some(),
         "elapsed_ms": elapsed,
         "sections": n.sections,
     });
@@ -96,8 +106,10 @@ fn scenario(system: &SwarmMemory, swarm: &SwarmId, n: &mut Narrator) -> Result<(
     let sys = Identity::System;
 
     // 1. Swarm, teams, agents.
-    let backend = system.registry().create_team(&sys, Some("backend"), "Backend", Some(swarm), None)?.id;
-    let frontend = system.registry().create_team(&sys, Some("frontend"), "Frontend", Some(swarm), None)?.id;
+    let backend =
+        system.registry().create_team(&sys, Some("backend"), "Backend", Some(swarm), None)?.id;
+    let frontend =
+        system.registry().create_team(&sys, Some("frontend"), "Frontend", Some(swarm), None)?.id;
     let mut agents = Vec::new();
     for (id, name, kind, team, caps) in [
         ("ada", "Ada (API designer)", "architect", &backend, &["api", "design"][..]),
@@ -106,7 +118,10 @@ fn scenario(system: &SwarmMemory, swarm: &SwarmId, n: &mut Narrator) -> Result<(
         ("di", "Di (reviewer)", "reviewer", &frontend, &["review"][..]),
     ] {
         let reg = system.register_agent(
-            AgentSpec::new(name, kind)?.id(id)?.team(team.as_str())?.capabilities(caps.iter().copied())?,
+            AgentSpec::new(name, kind)?
+                .id(id)?
+                .team(team.as_str())?
+                .capabilities(caps.iter().copied())?,
         )?;
         // Each agent authenticates with its id and its shown-once token, as an
         // untrusted process would.
@@ -136,9 +151,19 @@ fn scenario(system: &SwarmMemory, swarm: &SwarmId, n: &mut Narrator) -> Result<(
         if let Some(t) = team {
             opts = opts.team(t.clone());
         }
-        store.set(&who(by), &key(swarm, "project", k)?, Value::Text(format!("{k} written by {}", names[by])), &opts)?;
+        store.set(
+            &who(by),
+            &key(swarm, "project", k)?,
+            Value::Text(format!("{k} written by {}", names[by])),
+            &opts,
+        )?;
     }
-    store.set(&sys, &key(swarm, "project", "system-config")?, Value::from("only the system and level-5 grants"), &SetOptions::new().level(AclLevel::System))?;
+    store.set(
+        &sys,
+        &key(swarm, "project", "system-config")?,
+        Value::from("only the system and level-5 grants"),
+        &SetOptions::new().level(AclLevel::System),
+    )?;
     let records = ["ada-notes", "backend-plan", "sprint-goal", "release-date", "system-config"];
     let mut rows = Vec::new();
     let mut matrix = serde_json::Map::new();
@@ -169,8 +194,18 @@ fn scenario(system: &SwarmMemory, swarm: &SwarmId, n: &mut Narrator) -> Result<(
     )?;
 
     // Nobody overwrites what they could not write.
-    let refused = store.set(&who(2), &key(swarm, "project", "backend-plan")?, Value::from("cy's version"), &SetOptions::new().level(AclLevel::Swarm));
-    let lost_update = store.set(&who(1), &key(swarm, "project", "sprint-goal")?, Value::from("stale write"), &SetOptions::new().if_version(1));
+    let refused = store.set(
+        &who(2),
+        &key(swarm, "project", "backend-plan")?,
+        Value::from("cy's version"),
+        &SetOptions::new().level(AclLevel::Swarm),
+    );
+    let lost_update = store.set(
+        &who(1),
+        &key(swarm, "project", "sprint-goal")?,
+        Value::from("stale write"),
+        &SetOptions::new().if_version(1),
+    );
     n.section(
         "writes check the existing record",
         &format!(
@@ -183,7 +218,13 @@ fn scenario(system: &SwarmMemory, swarm: &SwarmId, n: &mut Narrator) -> Result<(
 
     // 3. A TTL expiring.
     let token_key = key(swarm, "session", "bo-lease")?;
-    store.setex(&who(1), &token_key, Duration::from_millis(600), Value::from("short-lived"), &SetOptions::new())?;
+    store.setex(
+        &who(1),
+        &token_key,
+        Duration::from_millis(600),
+        Value::from("short-lived"),
+        &SetOptions::new(),
+    )?;
     let before = store.get(&who(1), &token_key)?.is_some();
     std::thread::sleep(Duration::from_millis(650));
     let after = store.get(&who(1), &token_key)?.is_some();
@@ -204,7 +245,14 @@ fn scenario(system: &SwarmMemory, swarm: &SwarmId, n: &mut Narrator) -> Result<(
                 let (store, who, counter) = (store.clone(), who(t % 2), counter.clone());
                 s.spawn(move || -> std::result::Result<(), swarm_memory::StoreError> {
                     for _ in 0..per {
-                        store.incr(&who, &counter, 1, &SetOptions::new().level(AclLevel::Team).team(TeamId::new("backend").map_err(swarm_memory::StoreError::from)?))?;
+                        store.incr(
+                            &who,
+                            &counter,
+                            1,
+                            &SetOptions::new().level(AclLevel::Team).team(
+                                TeamId::new("backend").map_err(swarm_memory::StoreError::from)?,
+                            ),
+                        )?;
                     }
                     Ok(())
                 })
@@ -224,23 +272,34 @@ fn scenario(system: &SwarmMemory, swarm: &SwarmId, n: &mut Narrator) -> Result<(
             threads * per,
             started.elapsed().as_millis()
         ),
-        json!({ "value": total.as_ref().map(value_text), "expected": threads * per }),
+        json!({ "value": match &total { Some(Value::Integer(i)) => Some(*i), _ => None }, "expected": threads * per }),
     )?;
 
     // 5. A task graph with claims.
-    let design = store.create_task(&who(0), TaskSpec::new("Design the API").id("design").priority(8))?;
-    let implement = store.create_task(&who(0), TaskSpec::new("Implement the API").id("implement").priority(7))?;
-    let review = store.create_task(&who(0), TaskSpec::new("Review the API").id("review").priority(6))?;
+    let design =
+        store.create_task(&who(0), TaskSpec::new("Design the API").id("design").priority(8))?;
+    let implement = store
+        .create_task(&who(0), TaskSpec::new("Implement the API").id("implement").priority(7))?;
+    let review =
+        store.create_task(&who(0), TaskSpec::new("Review the API").id("review").priority(6))?;
     store.add_dependency(&who(0), &implement.id, &design.id, swarm_memory::DependencyKind::Hard)?;
     store.add_dependency(&who(0), &review.id, &implement.id, swarm_memory::DependencyKind::Hard)?;
-    let cycle = store.add_dependency(&who(0), &design.id, &review.id, swarm_memory::DependencyKind::Hard);
-    let ready_before: Vec<String> = store.ready_tasks(&who(1), 10)?.into_iter().map(|t| t.id).collect();
+    let cycle =
+        store.add_dependency(&who(0), &design.id, &review.id, swarm_memory::DependencyKind::Hard);
+    let ready_before: Vec<String> =
+        store.ready_tasks(&who(1), 10)?.into_iter().map(|t| t.id).collect();
     let blocked = store.claim_task(&who(1), &implement.id, Duration::from_secs(60));
     let claim = store.claim_task(&who(0), &design.id, Duration::from_secs(60))?;
     let second = store.claim_task(&who(1), &design.id, Duration::from_secs(60));
     store.report_progress(&who(0), &design.id, claim.token, 50)?;
     let stale = store.report_progress(&who(0), &design.id, claim.token - 1, 60);
-    let done = store.complete_task(&who(0), &design.id, Some(claim.token), Some(json!({ "spec": "v1" })), Some(1.5))?;
+    let done = store.complete_task(
+        &who(0),
+        &design.id,
+        Some(claim.token),
+        Some(json!({ "spec": "v1" })),
+        Some(1.5),
+    )?;
     let bo_claim = store.claim_task(&who(1), &implement.id, Duration::from_secs(60))?;
     n.section(
         "a task graph with claims",
@@ -263,7 +322,10 @@ fn scenario(system: &SwarmMemory, swarm: &SwarmId, n: &mut Narrator) -> Result<(
     )?;
 
     // 6. An event consumed.
-    let published = store.publish_event(&who(1), EventSpec::new("build.finished", json!({ "build": 42, "ok": true })).priority(8))?;
+    let published = store.publish_event(
+        &who(1),
+        EventSpec::new("build.finished", json!({ "build": 42, "ok": true })).priority(8),
+    )?;
     let deliveries = store.claim_events(&who(3), "ci-watcher", 10, Duration::from_secs(30))?;
     for d in &deliveries {
         store.ack_event(&who(3), "ci-watcher", d.event.seq, d.attempt)?;
@@ -285,10 +347,18 @@ fn scenario(system: &SwarmMemory, swarm: &SwarmId, n: &mut Narrator) -> Result<(
     // 7. A consensus round decided.
     let round = store.request_consensus(
         &who(0),
-        RoundSpec::new("task", "implement").description("ship the API as designed?").strategy(Strategy::Weighted).threshold(0.6).quorum(3),
+        RoundSpec::new("task", "implement")
+            .description("ship the API as designed?")
+            .strategy(Strategy::Weighted)
+            .threshold(0.6)
+            .quorum(3),
     )?;
     let mut lines = Vec::new();
-    for (i, ballot) in [(1usize, Ballot::approve().confidence(0.9)), (2, Ballot::reject().confidence(0.4)), (3, Ballot::approve().confidence(0.8))] {
+    for (i, ballot) in [
+        (1usize, Ballot::approve().confidence(0.9)),
+        (2, Ballot::reject().confidence(0.4)),
+        (3, Ballot::approve().confidence(0.8)),
+    ] {
         let v = store.vote(&who(i), &round.id, ballot)?;
         lines.push(format!(
             "{} votes: tally for {} / against {} (weights {:.1} / {:.1}) -> {}",

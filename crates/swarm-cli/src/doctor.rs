@@ -42,7 +42,44 @@ struct KeyCheck {
 
 #[derive(Debug, Serialize)]
 struct RedisCheck {
+    /// `not configured`, `connected` or `unreachable`.
     status: &'static str,
+    /// Why it is unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Agents of the swarm the coordinator knows (when connected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participants: Option<usize>,
+    /// Messages dropped since this process started, all reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<u64>,
+}
+
+/// Probes the coordination link with a real round trip (Redis connects lazily, so the
+/// health snapshot alone would say nothing yet).
+fn redis_check(system: &SwarmMemory) -> RedisCheck {
+    if system.coordination_health().backend != "redis" {
+        return RedisCheck {
+            status: "not configured",
+            error: None,
+            participants: None,
+            dropped: None,
+        };
+    }
+    let probe = system.participants();
+    let health = system.coordination_health();
+    let dropped = Some(health.dropped.rejected() + health.dropped.lagged);
+    match probe {
+        Ok(list) => {
+            RedisCheck { status: "connected", error: None, participants: Some(list.len()), dropped }
+        }
+        Err(e) => RedisCheck {
+            status: "unreachable",
+            error: Some(e.to_string()),
+            participants: None,
+            dropped,
+        },
+    }
 }
 
 pub(crate) fn run(system: &SwarmMemory) -> Result<Reply> {
@@ -92,6 +129,10 @@ fn gather(system: &SwarmMemory) -> Result<Report> {
         }
     }
     let key_ok = problems.len() == key_problems_before;
+    let redis = redis_check(system);
+    if let Some(e) = &redis.error {
+        problems.push(format!("redis is configured but unreachable: {e}"));
+    }
     if keys.plaintext_at_encrypted_levels > 0 {
         warnings.push(format!(
             "{} records at encrypted levels are stored in plaintext (written before encryption was configured)",
@@ -120,7 +161,7 @@ fn gather(system: &SwarmMemory) -> Result<Report> {
             report: keys,
         },
         audit: audit::report_json(&verify)?,
-        redis: RedisCheck { status: "not configured" },
+        redis,
         tables: metrics.tables.into_iter().collect(),
         problems,
         warnings,
@@ -169,7 +210,14 @@ fn render(r: &Report) -> String {
         ("sqlite", s.sqlite_version.clone()),
         ("key", key),
         ("audit chain", audit),
-        ("redis", r.redis.status.to_owned()),
+        (
+            "redis",
+            match (&r.redis.error, r.redis.participants) {
+                (Some(e), _) => format!("unreachable ({e})"),
+                (None, Some(n)) => format!("connected ({n} participants known)"),
+                (None, None) => r.redis.status.to_owned(),
+            },
+        ),
     ]);
     let rows: Vec<Vec<String>> =
         r.tables.iter().map(|(t, n)| vec![t.clone(), n.to_string()]).collect();

@@ -63,6 +63,11 @@ impl CliError {
         Self::new(Code::Failure, "key", message)
     }
 
+    /// Anything else that went wrong in this process (exit 1).
+    pub(crate) fn other(message: impl Into<String>) -> Self {
+        Self::new(Code::Failure, "failure", message)
+    }
+
     /// A health check failed (exit 1).
     pub(crate) fn unhealthy(message: impl Into<String>) -> Self {
         Self::new(Code::Failure, "unhealthy", message)
@@ -150,6 +155,7 @@ impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         let (code, kind) = match &e {
             Error::Config(_) => (Code::Usage, "invalid_input"),
+            Error::Coordination(_) => (Code::Failure, "coordination"),
             Error::Key(_) => (Code::Failure, "key"),
             Error::Open(o) => open_code(o),
             Error::Store(s) => store_code(s),

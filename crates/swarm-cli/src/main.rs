@@ -23,6 +23,7 @@ mod artifact;
 mod audit;
 mod conflict;
 mod consensus;
+mod demo;
 mod doctor;
 mod event;
 mod exit;
@@ -157,6 +158,14 @@ pub(crate) struct Global {
     /// stderr. `watch` prints one JSON object per line instead.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+
+    /// Coordinate with other processes and hosts through this Redis server
+    ///
+    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]` (or REDIS_HOST, REDIS_PORT, REDIS_PASSWORD,
+    /// REDIS_DB). Without it, coordination stays inside this process and the database is
+    /// the only thing shared. Redis is connected lazily: its absence degrades, never blocks.
+    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
+    pub(crate) redis: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +239,9 @@ enum Command {
     /// Verify and read the audit trail
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Run a realistic scenario on a temporary database: swarm, teams, agents, memory at
+    /// every level, TTL, counters, tasks, events, consensus, audit (no set-up, no Redis)
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -303,6 +315,7 @@ fn run(cli: Cli) -> Result<Reply> {
         Command::Mset(a) => open::with_agent(g, "mset", |ctx| memory::mset(ctx, a)),
         Command::Stats => open::with_agent(g, "stats", memory::stats),
         Command::Watch(a) => open::with_agent(g, "watch", |ctx| memory::watch(ctx, a)),
+        Command::Demo(a) => demo::run(a, g.json),
     }
 }
 

@@ -39,7 +39,11 @@ impl Global {
     /// (`SQLITE_ENCRYPTION_KEY`, `SQLITE_COMPRESSION_THRESHOLD`, ...) with `--db` and
     /// `--swarm` on top.
     pub(crate) fn builder(&self) -> Result<Builder> {
-        Ok(Builder::from_env()?.path(&self.db).swarm(self.swarm_or_default()?))
+        let mut builder = Builder::from_env()?.path(&self.db).swarm(self.swarm_or_default()?);
+        if let Some(url) = &self.redis {
+            builder = builder.redis_url(url)?;
+        }
+        Ok(builder)
     }
 
     /// Refuses `:memory:` for commands that need a database file.

@@ -134,7 +134,7 @@ impl Coordination {
             .subscribe(
                 ChannelFilter::pattern(&swarm, "*").map_err(|e| Error::Config(e.to_string()))?,
             )
-            .map_err(|e| Error::Config(format!("coordination: {e}")))?;
+            .map_err(Error::Coordination)?;
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let listeners = Arc::clone(&self.listeners);
         let coordinator = Arc::clone(&self.coordinator);

@@ -20,6 +20,10 @@ pub enum Error {
     /// An operation of the registry failed (authentication included).
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The coordination backend (Redis, or the in-process bus) failed an operation; the
+    /// database is unaffected.
+    #[error(transparent)]
+    Coordination(#[from] swarm_coord::CoordError),
     /// The system was shut down.
     #[error("the memory system is shut down")]
     Closed,

@@ -392,23 +392,19 @@ impl SwarmMemory {
             session.agent().ok_or_else(|| Error::Config("only agents join the swarm".into()))?;
         let p =
             swarm_coord::Participant::new(agent.clone(), session.swarm().clone()).with_role(role);
-        self.coordinator().join(p).map_err(|e| Error::Config(format!("coordination: {e}")))
+        self.coordinator().join(p).map_err(Error::Coordination)
     }
 
     /// Withdraws `session`'s agent from the participants.
     pub fn leave(&self, session: &Session) -> Result<()> {
         let agent =
             session.agent().ok_or_else(|| Error::Config("only agents join the swarm".into()))?;
-        self.coordinator()
-            .leave(session.swarm(), agent)
-            .map_err(|e| Error::Config(format!("coordination: {e}")))
+        self.coordinator().leave(session.swarm(), agent).map_err(Error::Coordination)
     }
 
     /// The swarm's participants, online or offline (the seed's `getParticipants`).
     pub fn participants(&self) -> Result<Vec<swarm_coord::ParticipantStatus>> {
-        self.coordinator()
-            .participants(&self.inner.swarm)
-            .map_err(|e| Error::Config(format!("coordination: {e}")))
+        self.coordinator().participants(&self.inner.swarm).map_err(Error::Coordination)
     }
 
     /// Votes on a round that hosts without a shared database decide together: the vote
@@ -445,7 +441,7 @@ impl SwarmMemory {
                 expected: "a first vote".into(),
                 found: format!("{agent} already voted"),
             }),
-            other => Error::Config(format!("coordination: {other}")),
+            other => Error::Coordination(other),
         };
         let spec = crate::coordination::round_spec(&round).map_err(coord_err)?;
         let b = swarm_coord::Ballot::new(agent.clone(), ballot.approve, ballot.confidence)

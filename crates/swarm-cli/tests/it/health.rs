@@ -149,3 +149,27 @@ fn a_tampered_audit_trail_is_found() {
     assert_eq!(doc["healthy"], false);
     assert!(doc["problems"][0].as_str().unwrap().contains("row 2 was edited"));
 }
+
+#[test]
+fn doctor_probes_a_configured_redis_and_fails_when_it_is_unreachable() {
+    let redis = swarm_testkit::TestRedis::start();
+    let scope = redis.scope();
+    let env = Env::new();
+    env.run(&["init", "--swarm", scope.id()]).ok();
+    let url = redis.url();
+    let doc = env.run(&["--redis", &url, "--swarm", scope.id(), "doctor", "--json"]).ok().json();
+    assert_eq!(doc["redis"]["status"], "connected", "{doc}");
+    assert_eq!(doc["healthy"], true);
+    let text = env.run_with(&["--swarm", scope.id(), "doctor"], &[("REDIS_URL", &url)]).ok();
+    assert!(text.stdout.contains("connected"), "{}", text.stdout);
+
+    // Nothing listens on port 1: unhealthy, with the reason, exit 1.
+    let doc = env
+        .run(&["--redis", "redis://127.0.0.1:1", "--swarm", scope.id(), "doctor", "--json"])
+        .code(1)
+        .json();
+    assert_eq!(doc["redis"]["status"], "unreachable", "{doc}");
+    assert!(doc["problems"][0].as_str().unwrap().contains("redis is configured but unreachable"));
+    // A malformed URL is bad usage.
+    env.run(&["--redis", "http://nope", "doctor"]).fails(2, "redis");
+}

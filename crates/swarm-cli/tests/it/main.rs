@@ -8,6 +8,7 @@ mod admin;
 mod agents;
 mod artifacts;
 mod consensus;
+mod demo;
 mod events;
 mod health;
 mod memory;
