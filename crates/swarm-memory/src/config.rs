@@ -92,8 +92,10 @@ impl Builder {
 
     /// Reads the seed's environment variables: `SQLITE_DB_PATH` (`:memory:` for an
     /// in-memory database), `SQLITE_ENCRYPTION_KEY`, `SQLITE_COMPRESSION_THRESHOLD`,
-    /// `SWARM_ID`, `AGENT_ID`, `ENABLE_PERFORMANCE_MONITORING`, `BENCHMARK_OUTPUT_DIR`.
-    /// Invalid values are errors, not silently ignored.
+    /// `SWARM_ID`, `AGENT_ID`, `ENABLE_PERFORMANCE_MONITORING`, `BENCHMARK_OUTPUT_DIR`;
+    /// Redis from `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`/`REDIS_DB`;
+    /// and ours: `SWARM_SECRET` (the swarm's coordination secret) and `SWARM_DURABILITY`
+    /// (`normal` or `full`). Invalid values are errors, not silently ignored.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -135,6 +137,17 @@ impl Builder {
             let r = swarm_coord::RedisConfig::from_env_lookup(&lookup)
                 .map_err(|e| Error::Config(e.to_string()))?;
             b.backend = crate::coordination::Backend::Redis(r);
+        }
+        if let Some(d) = get("SWARM_DURABILITY") {
+            b.durability = match d.trim().to_ascii_lowercase().as_str() {
+                "normal" => Durability::Normal,
+                "full" => Durability::Full,
+                other => {
+                    return Err(Error::Config(format!(
+                        "SWARM_DURABILITY must be normal or full, not {other:?}"
+                    )));
+                }
+            };
         }
         if let Some(s) = get("SWARM_SECRET") {
             b.swarm_secret = Some(s.trim().to_owned());
@@ -188,7 +201,8 @@ impl Builder {
         self
     }
 
-    /// Whether operation metrics are collected (default on).
+    /// Whether metrics snapshots are persisted to the database every minute (default on;
+    /// `swarm-memory metrics` and the in-process counters work either way).
     pub fn performance_monitoring(mut self, on: bool) -> Self {
         self.performance_monitoring = on;
         self
@@ -307,8 +321,10 @@ mod tests {
             ("AGENT_ID", "sqlite-system"),
             ("ENABLE_PERFORMANCE_MONITORING", "false"),
             ("BENCHMARK_OUTPUT_DIR", "./reports"),
+            ("SWARM_DURABILITY", "Full"),
         ]))
         .unwrap();
+        assert_eq!(b.durability, Durability::Full);
         assert_eq!(b.db_path(), Some(PathBuf::from("/tmp/x.db")));
         assert_eq!(b.compression_threshold, Some(2048));
         assert_eq!(b.swarm.as_ref().map(|s| s.as_str()), Some("phase-1"));
@@ -325,6 +341,7 @@ mod tests {
             ("SQLITE_COMPRESSION_THRESHOLD", "lots"),
             ("SWARM_ID", "bad id!"),
             ("ENABLE_PERFORMANCE_MONITORING", "maybe"),
+            ("SWARM_DURABILITY", "paranoid"),
         ] {
             let e = Builder::from_lookup(env(&[(k, v)])).unwrap_err();
             assert!(e.to_string().contains(k), "{k}: {e}");
@@ -336,5 +353,6 @@ mod tests {
         let b = Builder::from_lookup(env(&[])).unwrap();
         assert_eq!(b.db_path(), Some(PathBuf::from(DEFAULT_DB_PATH)));
         assert!(b.performance_monitoring);
+        assert_eq!(b.durability, Durability::Normal);
     }
 }

@@ -90,7 +90,8 @@ pub struct SystemMetrics {
     pub acl_cache_hit_rate: f64,
     /// The pragmas the database runs with.
     pub pragmas: swarm_store::PragmaReport,
-    /// Whether operation metrics are collected.
+    /// Whether metrics snapshots are written to the database every minute
+    /// (`ENABLE_PERFORMANCE_MONITORING`); the in-process counters above always run.
     pub performance_monitoring: bool,
 }
 
@@ -132,6 +133,11 @@ impl SwarmMemory {
         }
         if !b.create {
             config = config.must_exist();
+        }
+        if !b.performance_monitoring {
+            // The in-process counters stay (nanoseconds each); what stops is the periodic
+            // snapshot written into the database.
+            config = config.with_metrics_interval(None);
         }
         let store = Store::open(config)?;
         let registry = Registry::new(store.clone()).with_default_swarm(swarm.clone());

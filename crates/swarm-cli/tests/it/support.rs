@@ -190,8 +190,3 @@ impl Env {
     }
 }
 
-/// Whether the `sqlite3` shell is installed (for tests that edit the database behind
-/// the store's back).
-pub(crate) fn sqlite3() -> bool {
-    Command::new("sqlite3").arg("-version").output().is_ok_and(|o| o.status.success())
-}
