@@ -451,6 +451,15 @@ BEGIN
     SELECT RAISE(ABORT, 'dependency names a task that does not exist');
 END;
 
+-- trigger memory_touch
+CREATE TRIGGER memory_touch AFTER UPDATE ON memory FOR EACH ROW
+WHEN NEW.updated_at = OLD.updated_at AND NEW.version = OLD.version
+    AND NEW.access_count = OLD.access_count AND NEW.key_id IS OLD.key_id
+BEGIN
+    UPDATE memory SET updated_at = CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    WHERE swarm_id = NEW.swarm_id AND namespace = NEW.namespace AND key = NEW.key;
+END;
+
 -- trigger swarms_touch
 CREATE TRIGGER swarms_touch AFTER UPDATE ON swarms FOR EACH ROW
 WHEN NEW.updated_at = OLD.updated_at

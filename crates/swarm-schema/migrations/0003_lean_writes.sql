@@ -5,11 +5,9 @@
 -- predicate, and a record's version is the sequence number of the audit row that wrote it
 -- plus a fixed offset (unique, rising, never reused). The separate change table and the
 -- audit indexes each cost a page per commit and go; audit rows are read by sequence (the
--- tail, verification, the feed), never by time or actor. The memory touch trigger, run on
--- every record update, goes too: the store sets updated_at on every write itself, and a
--- record edited by hand with SQL no longer gets a fresh updated_at. Rows
--- written from now on use hash format 2, which covers the new columns (docs/FORMAT.md
--- section 5); older rows keep format 1.
+-- tail, verification, the feed), never by time or actor. Rows written from now on use
+-- hash format 2, which covers the new columns (docs/FORMAT.md section 5); older rows keep
+-- format 1.
 ALTER TABLE audit_log ADD COLUMN fmt INTEGER NOT NULL DEFAULT 1 CHECK (fmt IN (1, 2));
 ALTER TABLE audit_log ADD COLUMN namespace TEXT;
 ALTER TABLE audit_log ADD COLUMN key TEXT;
@@ -33,4 +31,3 @@ UPDATE meta SET value = coalesce((SELECT max(seq) FROM audit_log), 0)
 DROP INDEX audit_log_by_time;
 DROP INDEX audit_log_by_actor;
 DROP TABLE memory_changes;
-DROP TRIGGER memory_touch;
