@@ -22,25 +22,26 @@ CREATE TABLE agents (
 ) WITHOUT ROWID;
 
 -- table artifacts
-CREATE TABLE artifacts (
+CREATE TABLE "artifacts" (
     id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 128),
     swarm_id TEXT NOT NULL REFERENCES swarms (id),
     name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 512),
     version INTEGER NOT NULL CHECK (version >= 1),
-    previous_id TEXT REFERENCES artifacts (id),
+    previous_id TEXT REFERENCES "artifacts" (id),
     task_id TEXT REFERENCES tasks (id) ON DELETE SET NULL,
     owner_id TEXT REFERENCES agents (id),
     team_id TEXT REFERENCES teams (id),
     acl_level INTEGER NOT NULL CHECK (acl_level BETWEEN 1 AND 5),
     format TEXT NOT NULL DEFAULT 'application/octet-stream',
     content BLOB NOT NULL,
+    -- The key id of the envelope in `content`; NULL when it is plain.
+    key_id INTEGER CHECK (key_id IS NULL OR key_id BETWEEN 0 AND 4294967295),
     content_hash BLOB NOT NULL CHECK (length(content_hash) = 32),
     size INTEGER NOT NULL CHECK (size >= 0),
     metadata TEXT NOT NULL DEFAULT '{}'
         CHECK (json_valid(metadata) AND json_type(metadata) = 'object'),
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    UNIQUE (swarm_id, name, version),
     CHECK (acl_level <> 1 OR owner_id IS NOT NULL),
     CHECK (acl_level <> 2 OR team_id IS NOT NULL)
 );
@@ -180,7 +181,7 @@ CREATE TABLE events (
     last_error TEXT,
     created_at INTEGER NOT NULL,
     expires_at INTEGER,
-    acked_at INTEGER,
+    acked_at INTEGER, key_id INTEGER CHECK (key_id IS NULL OR key_id BETWEEN 0 AND 4294967295),
     CHECK (acl_level <> 1 OR source_id IS NOT NULL),
     CHECK (acl_level <> 2 OR team_id IS NOT NULL)
 );
@@ -338,6 +339,12 @@ CREATE INDEX agents_by_swarm_status ON agents (swarm_id, status);
 -- index agents_by_type
 CREATE INDEX agents_by_type ON agents (type);
 
+-- index artifacts_by_key_id
+CREATE INDEX artifacts_by_key_id ON artifacts (key_id) WHERE key_id IS NOT NULL;
+
+-- index artifacts_by_name
+CREATE INDEX artifacts_by_name ON artifacts (swarm_id, name, version);
+
 -- index artifacts_by_owner
 CREATE INDEX artifacts_by_owner ON artifacts (owner_id) WHERE owner_id IS NOT NULL;
 
@@ -364,6 +371,9 @@ CREATE UNIQUE INDEX encryption_keys_one_active ON encryption_keys (status) WHERE
 
 -- index events_by_expiry
 CREATE INDEX events_by_expiry ON events (expires_at) WHERE expires_at IS NOT NULL;
+
+-- index events_by_key_id
+CREATE INDEX events_by_key_id ON events (key_id) WHERE key_id IS NOT NULL;
 
 -- index events_by_visibility
 CREATE INDEX events_by_visibility ON events (swarm_id, status, visible_at);
@@ -413,7 +423,7 @@ END;
 
 -- trigger artifacts_touch
 CREATE TRIGGER artifacts_touch AFTER UPDATE ON artifacts FOR EACH ROW
-WHEN NEW.updated_at = OLD.updated_at
+WHEN NEW.updated_at = OLD.updated_at AND NEW.key_id IS OLD.key_id
 BEGIN
     UPDATE artifacts SET updated_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) WHERE id = NEW.id;
 END;

@@ -52,6 +52,7 @@ mod ids;
 mod level;
 mod principal;
 mod sql;
+mod time;
 
 pub use cache::{AclCache, CacheStats};
 pub use decide::{Access, Decision, DenyReason, decide};
@@ -60,3 +61,4 @@ pub use ids::{AgentId, SwarmId, TeamId};
 pub use level::{AclLevel, Action, ResourceType, Timestamp};
 pub use principal::{AgentPrincipal, Grant, Identity, Principal};
 pub use sql::{SqlColumns, SqlParam, SqlPredicate, sql_predicate};
+pub use time::{Rfc3339, UtcDateTime};

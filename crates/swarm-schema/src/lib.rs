@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "lean_writes",
         sql: include_str!("../migrations/0003_lean_writes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "sealed_key_ids",
+        sql: include_str!("../migrations/0004_sealed_key_ids.sql"),
+    },
 ];
 
 /// The schema version a database has once every migration is applied.

@@ -163,9 +163,12 @@ pub(crate) fn append(
     e: &AuditEntry,
 ) -> rusqlite::Result<()> {
     let seq = state.audit_seq + 1;
+    // Never earlier than the row before (a clock stepped back, or a denial queued before
+    // a later write was committed): times along the chain never decrease.
+    let at = e.at.max(state.audit_at);
     let r = AuditEntryRef {
         fmt: 2,
-        at: e.at,
+        at,
         actor: &e.actor,
         action: e.action,
         resource_type: e.resource_type,
@@ -184,7 +187,7 @@ pub(crate) fn append(
     let hash = row_hash(&state.audit_hash, seq, &r);
     conn.prepare_cached(INSERT)?.execute(params![
         i64::try_from(seq).unwrap_or(i64::MAX),
-        e.at,
+        at,
         e.actor,
         e.action,
         e.resource_type,
@@ -201,6 +204,7 @@ pub(crate) fn append(
         e.feed.as_ref().and_then(|f| f.team.as_deref()),
     ])?;
     state.audit_seq = seq;
+    state.audit_at = at;
     state.audit_hash = hash;
     if !(e.outcome == Outcome::Ok && WITNESSED.contains(&e.action)) {
         state.head_unwitnessed = true;
@@ -276,30 +280,185 @@ pub struct AuditRow {
     pub detail: serde_json::Value,
 }
 
+const ROW_COLUMNS: &str =
+    "seq, at, actor, action, resource_type, resource, swarm_id, outcome, detail";
+
+fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    let detail: String = r.get(8)?;
+    Ok(AuditRow {
+        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        resource_type: r.get(4)?,
+        resource: r.get(5)?,
+        swarm: r.get(6)?,
+        outcome: r.get(7)?,
+        // Details are written as JSON; one edited by hand is shown as the text it is.
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+    })
+}
+
 /// The newest `n` rows, newest last.
 pub(crate) fn tail(conn: &Connection, n: u64) -> rusqlite::Result<Vec<AuditRow>> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, at, actor, action, resource_type, resource, swarm_id, outcome, detail FROM \
-         (SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
-    )?;
-    let rows = stmt.query_map([i64::try_from(n).unwrap_or(i64::MAX)], |r| {
-        let detail: String = r.get(8)?;
-        Ok(AuditRow {
-            seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-            at: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            resource_type: r.get(4)?,
-            resource: r.get(5)?,
-            swarm: r.get(6)?,
-            outcome: r.get(7)?,
-            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-        })
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM (SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?1) ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([i64::try_from(n).unwrap_or(i64::MAX)], row_of)?;
     rows.collect()
 }
 
-/// What [`verify`] found.
+/// Most rows one [`query`] call looks at: a filter that matches little cannot make one
+/// call scan the whole log; the page's `next` resumes after the window.
+const QUERY_WINDOW: u64 = 100_000;
+
+/// Which audit rows to read, oldest first (see [`crate::Store::audit_query`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    since: Option<i64>,
+    until: Option<i64>,
+    actor: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    after: u64,
+    limit: Option<usize>,
+}
+
+impl AuditQuery {
+    /// Every row, oldest first, 100 per page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rows at or after this time (Unix ms).
+    pub fn since(mut self, at_ms: i64) -> Self {
+        self.since = Some(at_ms);
+        self
+    }
+
+    /// Rows before this time (Unix ms).
+    pub fn until(mut self, at_ms: i64) -> Self {
+        self.until = Some(at_ms);
+        self
+    }
+
+    /// Rows of this actor (an agent id or `system`).
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// Rows of this action, such as `memory.set`.
+    pub fn action(mut self, action: impl Into<String>) -> Self {
+        self.action = Some(action.into());
+        self
+    }
+
+    /// Rows with this outcome: `ok`, `denied`, `conflict` or `error`.
+    pub fn outcome(mut self, outcome: impl Into<String>) -> Self {
+        self.outcome = Some(outcome.into());
+        self
+    }
+
+    /// Rows after this sequence number (a page's `next`).
+    pub fn after(mut self, seq: u64) -> Self {
+        self.after = seq;
+        self
+    }
+
+    /// At most this many rows (1-1000, default 100).
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+}
+
+/// One page of [`crate::Store::audit_query`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditPage {
+    /// Matching rows, oldest first.
+    pub rows: Vec<AuditRow>,
+    /// When more rows may match: pass it to [`AuditQuery::after`] for the next page.
+    pub next: Option<u64>,
+}
+
+/// The smallest sequence number in `lo..=hi` whose time is at or after `t` (`hi + 1` when
+/// none). Times never decrease along the chain (see `append`), so this is a binary search
+/// over the primary key: no time index, no page written per commit for one. Rows written
+/// before schema 3 were not clamped; if the clock stepped back then, the boundary found
+/// there may be off by the rows of the step (the row filter still checks every time).
+fn first_at_or_after(conn: &Connection, t: i64, mut lo: u64, hi: u64) -> rusqlite::Result<u64> {
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, at FROM audit_log WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
+    let mut hi = hi.saturating_add(1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let found: Option<(i64, i64)> = rusqlite::OptionalExtension::optional(
+            stmt.query_row([i64::try_from(mid).unwrap_or(i64::MAX)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            }),
+        )?;
+        match found {
+            Some((seq, at)) if at < t => {
+                lo = u64::try_from(seq).unwrap_or(u64::MAX).saturating_add(1)
+            }
+            // At or after `t`, or nothing from `mid` on (rows between `mid` and the one
+            // found do not exist).
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
+pub(crate) fn query(conn: &Connection, q: &AuditQuery) -> rusqlite::Result<AuditPage> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let head: i64 = conn
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM audit_log")?
+        .query_row([], |r| r.get(0))?;
+    let head = u64::try_from(head).unwrap_or(0);
+    // Rows in start < seq <= end can match.
+    let mut start = q.after;
+    let mut end = head;
+    if let Some(t) = q.since {
+        start =
+            start.max(first_at_or_after(conn, t, start.saturating_add(1), head)?.saturating_sub(1));
+    }
+    if let Some(t) = q.until {
+        end = end.min(first_at_or_after(conn, t, start.saturating_add(1), head)?.saturating_sub(1));
+    }
+    if start >= end {
+        return Ok(AuditPage { rows: Vec::new(), next: None });
+    }
+    let window_end = end.min(start.saturating_add(QUERY_WINDOW));
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM audit_log WHERE seq > ?1 AND seq <= ?2 \
+         AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR outcome = ?5) \
+         AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) ORDER BY seq LIMIT ?8"
+    ))?;
+    let rows = stmt
+        .query_map(
+            params![
+                i64::try_from(start).unwrap_or(i64::MAX),
+                i64::try_from(window_end).unwrap_or(i64::MAX),
+                q.actor,
+                q.action,
+                q.outcome,
+                q.since,
+                q.until,
+                i64::try_from(limit).unwrap_or(1000),
+            ],
+            row_of,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next = match rows.last() {
+        Some(last) if rows.len() == limit && last.seq < end => Some(last.seq),
+        _ if window_end < end => Some(window_end),
+        _ => None,
+    };
+    Ok(AuditPage { rows, next })
+}
+
+/// What [`crate::Store::verify_audit`] found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
     /// Rows checked.
@@ -437,4 +596,39 @@ pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
         _ => None,
     };
     Ok(VerifyReport { rows: count, head, problem })
+}
+
+impl crate::Store {
+    /// Audit rows matching `q`, oldest first, a page at a time. Reading the audit trail
+    /// needs the system principal or a live `read` grant on `audit` at level 5. Time
+    /// bounds are found by a binary search of the sequence (times never decrease along
+    /// the chain); actor, action and outcome filters scan at most 100,000 rows per call,
+    /// and `next` resumes where the call stopped.
+    pub fn audit_query(
+        &self,
+        who: &swarm_acl::Identity,
+        q: &AuditQuery,
+    ) -> crate::Result<AuditPage> {
+        let now = self.now();
+        self.shared.read_snapshot_as(who, |conn, p| {
+            if !p.holds(
+                swarm_acl::ResourceType::Audit,
+                swarm_acl::Action::Read,
+                swarm_acl::AclLevel::System,
+                now,
+            ) {
+                return Err(crate::StoreError::PermissionDenied(
+                    "reading the audit trail needs an audit read grant".into(),
+                ));
+            }
+            if let (Some(a), Some(b)) = (q.since, q.until)
+                && b < a
+            {
+                return Err(crate::StoreError::invalid(
+                    "the end of the time range is before its start",
+                ));
+            }
+            Ok(query(conn, q)?)
+        })
+    }
 }

@@ -286,4 +286,14 @@ impl StoreConfig {
     pub fn encrypts_up_to(&self) -> Option<AclLevel> {
         self.encrypt_up_to
     }
+
+    /// Commit durability.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Codec settings (cipher, compression threshold, decode bound).
+    pub fn codec(&self) -> &CodecConfig {
+        &self.codec
+    }
 }

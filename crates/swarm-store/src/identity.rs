@@ -5,8 +5,6 @@
 //! transaction and bumps the ACL generation whenever grants, teams or statuses change,
 //! so cached principals everywhere go stale at once.
 
-use std::str::FromStr;
-
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use swarm_acl::{
@@ -32,32 +30,12 @@ pub enum AgentStatus {
     Terminated,
 }
 
-impl AgentStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentStatus::Active => "active",
-            AgentStatus::Inactive => "inactive",
-            AgentStatus::Suspended => "suspended",
-            AgentStatus::Terminated => "terminated",
-        }
-    }
-}
-
-impl FromStr for AgentStatus {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "active" => Ok(AgentStatus::Active),
-            "inactive" => Ok(AgentStatus::Inactive),
-            "suspended" => Ok(AgentStatus::Suspended),
-            "terminated" => Ok(AgentStatus::Terminated),
-            other => Err(StoreError::invalid(format!(
-                "unknown agent status {other:?}: expected active, inactive, suspended or terminated"
-            ))),
-        }
-    }
-}
+crate::names::string_forms!(AgentStatus, "agent status", {
+    Active => "active",
+    Inactive => "inactive",
+    Suspended => "suspended",
+    Terminated => "terminated",
+});
 
 /// A swarm and its configuration.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -218,7 +196,7 @@ fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<Result<AgentRecord>> {
             swarm: SwarmId::new(&swarm).map_err(|e| corrupt("swarm id", e))?,
             name,
             agent_type,
-            status: status.parse().map_err(|e| corrupt("status", e))?,
+            status: AgentStatus::from_stored(&status)?,
             capabilities: serde_json::from_str(&caps).map_err(|e| corrupt("capabilities", e))?,
             metadata: serde_json::from_str(&meta).map_err(|e| corrupt("metadata", e))?,
             teams: teams
@@ -725,7 +703,7 @@ impl Store {
             Some((hash, status)) => {
                 let hash = <[u8; 32]>::try_from(hash.as_slice())
                     .map_err(|_| corrupt("token hash", "wrong length"))?;
-                Ok(Some((hash, status.parse()?)))
+                Ok(Some((hash, AgentStatus::from_stored(&status)?)))
             }
         }
     }

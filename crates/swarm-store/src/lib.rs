@@ -13,7 +13,9 @@
 //! - an append-only, hash-chained audit trail written in the same transaction as the
 //!   change it records;
 //! - TTL enforced on every read and a background sweeper;
-//! - a durable, ACL-filtered change feed ([`Store::changes_since`], [`Store::watch`]).
+//! - a durable, ACL-filtered change feed ([`Store::changes_since`], [`Store::watch`]);
+//! - online key rotation over every sealed column, resumable after a crash
+//!   ([`Store::rotate_keys`], [`Store::key_report`]).
 //!
 //! What it is not: it does not authenticate anyone. Every operation takes an
 //! [`swarm_acl::Identity`]; code holding a `Store` is trusted to name the identity it acts
@@ -35,16 +37,20 @@
 //! ```
 
 mod audit;
+mod baseline;
 mod clock;
 mod config;
 mod conn;
 mod domain;
 mod error;
+mod history;
 mod identity;
+mod keys;
 mod maintenance;
 mod memory;
 mod metrics;
 mod migrate;
+mod names;
 mod ops;
 mod principal;
 mod relay;
@@ -54,7 +60,8 @@ mod store;
 mod txn;
 mod writer;
 
-pub use audit::{AuditRow, ChainProblem, Outcome, VerifyReport};
+pub use audit::{AuditPage, AuditQuery, AuditRow, ChainProblem, Outcome, VerifyReport};
+pub use baseline::{Baseline, BaselineReader};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Durability, Limits, Location, StoreConfig};
 pub use conn::PragmaReport;
@@ -72,17 +79,19 @@ pub use domain::tasks::{
     TaskSpec, TaskStatus,
 };
 pub use error::{OpenError, Result, StoreError};
+pub use history::{MAX_METRICS_LIMIT, MetricKind, MetricSample, MetricsQuery};
 pub use identity::{
     AgentFilter, AgentRecord, AgentStatus, AgentUpdate, GrantRecord, NewAgent, SwarmRecord,
     TeamRecord,
 };
+pub use keys::{KeyReport, KeyUse, KindRotation, RotationReport, SealedCounts, SealedKind};
 pub use memory::{
-    ChangeEvent, ChangeFilter, ChangePage, Expect, Key, KeyPattern, KeyReport, KeyUse, ListQuery,
-    MemoryStats, Namespace, Page, Record, RecordKey, RecordMeta, RecordSummary, SetOptions, Value,
-    ValueType, Watch, Written,
+    ChangeEvent, ChangeFilter, ChangePage, Expect, Key, KeyPattern, ListQuery, MemoryStats,
+    Namespace, Page, Record, RecordKey, RecordMeta, RecordSummary, SearchHit, SearchPage,
+    SearchQuery, SetOptions, Value, ValueType, Watch, Written,
 };
 pub use metrics::{MetricsSnapshot, Op, OpMetrics};
 pub use migrate::{MigrationReport, dump_schema, expected_schema};
-pub use ops::{BackupMethod, BackupReport, OptimizeReport, Progress, RotationReport, restore};
+pub use ops::{BackupMethod, BackupReport, OptimizeReport, Progress, restore};
 pub use relay::OutboxMessage;
 pub use store::Store;

@@ -6,7 +6,7 @@ use swarm_schema::{HISTORY_TABLE_SQL, MIGRATIONS, latest_version};
 
 use crate::error::OpenError;
 
-/// What [`migrate`] did.
+/// What opening the database did to its schema ([`crate::Store::migration`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MigrationReport {
     /// Version found before.

@@ -1,4 +1,5 @@
-//! Operations on the database as a whole: backup, restore, optimize, key rotation.
+//! Operations on the database as a whole: backup, restore, optimize (key rotation is in
+//! `keys.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -7,7 +8,6 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use swarm_acl::{AclLevel, Identity};
-use swarm_codec::Seal;
 
 use crate::audit::{AuditEntry, Outcome};
 use crate::error::{Result, StoreError};
@@ -65,17 +65,6 @@ pub struct OptimizeReport {
     pub vacuumed_pages: u64,
     /// Free pages left in the file.
     pub freelist_pages: u64,
-}
-
-/// Progress and result of key rotation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct RotationReport {
-    /// Records re-sealed under the active key in this run.
-    pub reencrypted: u64,
-    /// Records at encrypted levels that were in plaintext and are now encrypted.
-    pub encrypted: u64,
-    /// Records still to do (0 when complete).
-    pub remaining: u64,
 }
 
 fn now_ms() -> u64 {
@@ -258,121 +247,8 @@ impl Store {
         Ok(report)
     }
 
-    /// Re-seals memory records under the keyring's active key, `batch` records per
-    /// transaction, so readers are never blocked for long; also encrypts records at levels
-    /// the policy encrypts that were stored in plaintext. Safe to interrupt: run it again
-    /// and it continues with what is left. `progress` sees records done and total.
-    pub fn rotate_keys(
-        &self,
-        who: &Identity,
-        batch: u32,
-        progress: impl FnMut(Progress),
-    ) -> Result<RotationReport> {
-        self.rotate_keys_bounded(who, batch, u64::MAX, progress)
-    }
-
-    /// Like [`Store::rotate_keys`], stopping after `max_batches` transactions (to spread
-    /// the work out, or to test resumption).
-    pub fn rotate_keys_bounded(
-        &self,
-        who: &Identity,
-        batch: u32,
-        max_batches: u64,
-        mut progress: impl FnMut(Progress),
-    ) -> Result<RotationReport> {
-        self.require_system(who, "key rotation")?;
-        let shared = &self.shared;
-        let Some(keyring) = shared.codec.keyring() else {
-            return Err(StoreError::invalid("no keyring configured: nothing to rotate to"));
-        };
-        let active = i64::from(keyring.active_id().get());
-        let max_level = shared.config.encrypt_up_to.map_or(0, |l| i64::from(l.as_u8()));
-        let batch = batch.clamp(1, 10_000);
-        let pending = || -> Result<u64> {
-            let conn = shared.pool.get()?;
-            let n: i64 = conn.query_row(
-                "SELECT count(*) FROM memory WHERE (key_id IS NOT NULL AND key_id <> ?1) OR (key_id IS NULL AND acl_level <= ?2)",
-                [active, max_level],
-                |r| r.get(0),
-            )?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        };
-        let total = pending()?;
-        let mut report = RotationReport::default();
-        progress(Progress { done: 0, total });
-        for _ in 0..max_batches {
-            let inner = self.shared.clone();
-            let (reencrypted, encrypted) = self.shared.writer.run(move |ctx| {
-                let rows: Vec<RotateRow> = {
-                    let mut stmt = ctx.conn().prepare_cached(
-                        "SELECT swarm_id, namespace, key, owner_id, team_id, acl_level, value_type, value, key_id FROM memory \
-                         WHERE (key_id IS NOT NULL AND key_id <> ?1) OR (key_id IS NULL AND acl_level <= ?2) LIMIT ?3",
-                    )?;
-                    let rows = stmt.query_map(rusqlite::params![active, max_level, batch], RotateRow::from_row)?;
-                    rows.collect::<rusqlite::Result<_>>()?
-                };
-                let mut re = 0u64;
-                let mut enc = 0u64;
-                for row in rows {
-                    let (key, scope, vt) = row.parse()?;
-                    let aad = crate::memory::aad_for(&key, &scope, vt);
-                    let codec_err = |source| StoreError::Codec { key: key.to_string(), source };
-                    let sealed = match row.key_id {
-                        Some(_) => inner.codec.reencrypt(&row.value, &aad).map_err(codec_err)?,
-                        None => {
-                            let plain = inner.codec.decode(&row.value, &aad).map_err(codec_err)?;
-                            Some(inner.codec.encode(&plain, Seal::Encrypt { aad: &aad }).map_err(codec_err)?)
-                        }
-                    };
-                    let Some(sealed) = sealed else {
-                        // Already sealed under the active key although the column said
-                        // otherwise: correct the column so the row is not picked again.
-                        let actual = swarm_codec::inspect(&row.value).map_err(codec_err)?.key_id().map(|k| i64::from(k.get()));
-                        ctx.conn()
-                            .prepare_cached(
-                                "UPDATE memory SET key_id = ?4 WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3",
-                            )?
-                            .execute(rusqlite::params![row.swarm, row.namespace, row.key, actual])?;
-                        continue;
-                    };
-                    ctx.conn()
-                        .prepare_cached(
-                            "UPDATE memory SET value = ?4, key_id = ?5 WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3",
-                        )?
-                        .execute(rusqlite::params![row.swarm, row.namespace, row.key, sealed, active])?;
-                    if row.key_id.is_some() {
-                        re += 1;
-                    } else {
-                        enc += 1;
-                    }
-                }
-                if re + enc > 0 {
-                    ctx.audit(&AuditEntry {
-                        at: inner.now().as_millis(),
-                        actor: Identity::System.audit_name().to_owned(),
-                        action: "store.rotate_keys",
-                        resource_type: "memory",
-                        resource: "*".to_owned(),
-                        swarm: None,
-                        outcome: Outcome::Ok,
-                        detail: serde_json::json!({ "reencrypted": re, "encrypted": enc, "key_id": active }).to_string(),
-                        feed: None,
-                    })?;
-                }
-                Ok((re, enc))
-            })?;
-            report.reencrypted += reencrypted;
-            report.encrypted += encrypted;
-            progress(Progress { done: report.reencrypted + report.encrypted, total });
-            if reencrypted + encrypted == 0 {
-                break;
-            }
-        }
-        report.remaining = pending()?;
-        Ok(report)
-    }
-
-    fn require_system(&self, who: &Identity, what: &str) -> Result<()> {
+    /// Refuses anyone but the system principal and agents holding a system admin grant.
+    pub(crate) fn require_system(&self, who: &Identity, what: &str) -> Result<()> {
         let p = self.principal(who)?;
         if p.holds(
             swarm_acl::ResourceType::System,
@@ -441,44 +317,4 @@ pub fn restore(from: &Path, to: &Path, progress: impl FnMut(Progress)) -> Result
         integrity,
         schema_version,
     })
-}
-
-struct RotateRow {
-    swarm: String,
-    namespace: String,
-    key: String,
-    owner: Option<String>,
-    team: Option<String>,
-    level: i64,
-    value_type: String,
-    value: Vec<u8>,
-    key_id: Option<i64>,
-}
-
-impl RotateRow {
-    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            swarm: r.get(0)?,
-            namespace: r.get(1)?,
-            key: r.get(2)?,
-            owner: r.get(3)?,
-            team: r.get(4)?,
-            level: r.get(5)?,
-            value_type: r.get(6)?,
-            value: r.get(7)?,
-            key_id: r.get(8)?,
-        })
-    }
-
-    fn parse(&self) -> Result<(crate::RecordKey, crate::memory::Scope, crate::ValueType)> {
-        crate::memory::parse_stored(
-            &self.swarm,
-            &self.namespace,
-            &self.key,
-            self.owner.as_deref(),
-            self.team.as_deref(),
-            self.level,
-            &self.value_type,
-        )
-    }
 }

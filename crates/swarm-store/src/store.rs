@@ -18,7 +18,6 @@ use crate::clock::Clock;
 use crate::config::StoreConfig;
 use crate::conn::{PragmaReport, Target};
 use crate::error::{OpenError, Result, StoreError};
-use crate::memory::KeyReport;
 use crate::migrate::{self, MigrationReport};
 use crate::principal;
 use crate::retry::RetryPolicy;
@@ -238,12 +237,6 @@ impl Store {
             }
             Ok(audit::tail(conn, n)?)
         })
-    }
-
-    /// For health checks: per key id, how many memory records it seals, whether the
-    /// keyring holds it, and whether one of its records really opens. System only.
-    pub fn key_report(&self, who: &Identity) -> Result<KeyReport> {
-        crate::memory::key_report(self, who)
     }
 
     /// Stops background work, flushes queued audit rows and access counts, checkpoints the

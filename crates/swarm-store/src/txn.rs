@@ -10,7 +10,8 @@ const READ_META: &str = "SELECT \
     (SELECT value FROM meta WHERE key = 'acl_generation'), \
     (SELECT coalesce((SELECT value FROM meta WHERE key = 'version_offset'), 0)), \
     (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), \
-    (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1)";
+    (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), \
+    (SELECT at FROM audit_log ORDER BY seq DESC LIMIT 1)";
 const WRITE_META: &str = "UPDATE meta SET value = ?2 WHERE key = ?1";
 const UPSERT_META: &str = "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
@@ -20,6 +21,9 @@ pub(crate) struct GroupState {
     generation_start: u64,
     pub(crate) audit_seq: u64,
     pub(crate) audit_hash: [u8; 32],
+    /// The newest audit row's time: a new row's time is never earlier, so times never
+    /// decrease along the chain and a time range is found by searching the sequence.
+    pub(crate) audit_at: i64,
     /// Added to an audit sequence number to make a version (see [`WriteCtx::next_version`]).
     version_offset: u64,
     /// Whether the group appended audit rows that no record's version witnesses (so the
@@ -33,6 +37,7 @@ pub(crate) struct GroupState {
 pub(crate) struct Mark {
     generation: u64,
     audit_seq: u64,
+    audit_at: i64,
     head_unwitnessed: bool,
     audit_hash: [u8; 32],
     after_commit: usize,
@@ -41,9 +46,15 @@ pub(crate) struct Mark {
 
 impl GroupState {
     pub(crate) fn begin(conn: &Connection) -> rusqlite::Result<Self> {
-        let (generation, offset, seq, hash): (i64, i64, Option<i64>, Option<Vec<u8>>) = conn
+        let (generation, offset, seq, hash, at): (
+            i64,
+            i64,
+            Option<i64>,
+            Option<Vec<u8>>,
+            Option<i64>,
+        ) = conn
             .prepare_cached(READ_META)?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
         let audit_hash = match hash {
             Some(h) => <[u8; 32]>::try_from(h.as_slice()).unwrap_or(GENESIS),
             None => GENESIS,
@@ -53,6 +64,7 @@ impl GroupState {
         let version_offset = u64::try_from(offset).unwrap_or(0);
         Ok(Self {
             version_offset,
+            audit_at: at.unwrap_or(i64::MIN),
             generation,
             generation_start: generation,
             audit_seq,
@@ -67,6 +79,7 @@ impl GroupState {
         Mark {
             generation: self.generation,
             audit_seq: self.audit_seq,
+            audit_at: self.audit_at,
             head_unwitnessed: self.head_unwitnessed,
             audit_hash: self.audit_hash,
             after_commit: self.after_commit.len(),
@@ -79,6 +92,7 @@ impl GroupState {
         self.generation = m.generation;
         self.head_unwitnessed = m.head_unwitnessed;
         self.audit_seq = m.audit_seq;
+        self.audit_at = m.audit_at;
         self.audit_hash = m.audit_hash;
         self.after_commit.truncate(m.after_commit);
         self.principals.truncate(m.principals);

@@ -134,6 +134,14 @@ pub struct ArtifactFilter {
 /// The newest version of a name: id, version, level, owner, team.
 type LatestRow = (String, i64, i64, Option<String>, Option<String>);
 
+/// "Newest first" among versions of a name (`a` is the artifacts table). Since schema 4
+/// a name may have several chains (someone continued a version others cannot see, or
+/// started the name afresh beside a hidden one): the highest version wins, then the most
+/// recently stored, then the last inserted.
+const NEWEST_FIRST: &str = "a.version DESC, a.created_at DESC, a.rowid DESC";
+/// [`NEWEST_FIRST`] for the table aliased `b`.
+const NEWEST_FIRST_B: &str = "b.version DESC, b.created_at DESC, b.rowid DESC";
+
 const INFO_COLUMNS: &str = "a.id, a.swarm_id, a.name, a.version, a.previous_id, a.task_id, a.owner_id, a.team_id, \
     a.acl_level, a.format, a.size, a.metadata, a.created_at";
 
@@ -187,9 +195,11 @@ fn stored_hash(shared: &Shared, level: AclLevel, content: &[u8], sealed: &[u8]) 
 }
 
 impl Store {
-    /// Stores a new version of the artifact `name` (version 1 if the name is new), chained
-    /// to the previous version. Writing a new version of someone else's artifact needs
-    /// write permission on its latest version.
+    /// Stores a new version of the artifact `name`, chained to the newest version of the
+    /// name that `who` can see (version 1 when it sees none). Versions `who` cannot see
+    /// play no part, so a private artifact of someone else under the same name behaves
+    /// exactly as if it were absent. Continuing someone else's artifact needs write
+    /// permission on the version continued.
     pub fn store_artifact(&self, who: &Identity, spec: ArtifactSpec) -> Result<ArtifactInfo> {
         check_text("artifact name", &spec.name, 512, false)?;
         check_text("format", &spec.format, 128, false)?;
@@ -212,18 +222,27 @@ impl Store {
                 if !allowed(p, Action::Write, RESOURCE, &scope, &swarm, now) || !own_swarm(p, &swarm) {
                     return Ok(Err(deny(ctx, p, "artifact.store", "artifact", &spec.name, &swarm, "no write permission on artifacts at this level", now)?));
                 }
-                let latest: Option<LatestRow> = ctx
-                    .conn()
-                    .prepare_cached(
-                        "SELECT id, version, acl_level, owner_id, team_id FROM artifacts WHERE swarm_id = ?1 AND name = ?2 \
-                         ORDER BY version DESC LIMIT 1",
-                    )?
-                    .query_row([swarm.as_str(), spec.name.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                    .optional()?;
+                // The version continued is the newest one the writer can see: versions it
+                // cannot see change nothing it can observe (docs/DECISIONS.md, "Artifact
+                // names"), and with none visible the name starts a chain at version 1.
+                let latest: Option<LatestRow> = {
+                    let pred = sql_predicate(p, Action::Read, RESOURCE, COLS, now, 3);
+                    let sql = format!(
+                        "SELECT a.id, a.version, a.acl_level, a.owner_id, a.team_id FROM artifacts AS a \
+                         WHERE a.swarm_id = ?1 AND a.name = ?2 AND {} ORDER BY {NEWEST_FIRST} LIMIT 1",
+                        pred.sql()
+                    );
+                    let mut binds = vec![Bind::Text(swarm.as_str()), Bind::Text(spec.name.as_str())];
+                    push_pred(&mut binds, &pred);
+                    ctx.conn()
+                        .prepare_cached(&sql)?
+                        .query_row(params_from_iter(binds), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                        .optional()?
+                };
                 if let Some((_, _, level, owner, team)) = &latest {
                     let prev = Scope::parse(owner.as_deref(), team.as_deref(), *level)?;
                     if !allowed(p, Action::Write, RESOURCE, &prev, &swarm, now) {
-                        return Ok(Err(deny(ctx, p, "artifact.store", "artifact", &spec.name, &swarm, "the name belongs to an artifact you cannot write", now)?));
+                        return Ok(Err(deny(ctx, p, "artifact.store", "artifact", &spec.name, &swarm, "no write permission on the newest version of this artifact", now)?));
                     }
                 }
                 if let Some(task) = &spec.task {
@@ -251,6 +270,7 @@ impl Store {
                     shared.codec.encode(&spec.content, Seal::Plain).map_err(codec_err)?
                 };
                 let hash = stored_hash(shared, scope.level, &spec.content, &sealed);
+                let key_id = swarm_codec::inspect(&sealed).map_err(codec_err)?.key_id().map(|k| i64::from(k.get()));
                 let (previous, version) = match &latest {
                     Some((prev, v, ..)) => (Some(prev.clone()), v + 1),
                     None => (None, 1),
@@ -258,8 +278,8 @@ impl Store {
                 ctx.conn()
                     .prepare_cached(
                         "INSERT INTO artifacts (id, swarm_id, name, version, previous_id, task_id, owner_id, team_id, acl_level, \
-                         format, content, content_hash, size, metadata, created_at, updated_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+                         format, content, content_hash, size, metadata, created_at, updated_at, key_id) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16)",
                     )?
                     .execute(rusqlite::params![
                         id,
@@ -277,6 +297,7 @@ impl Store {
                         i64::try_from(spec.content.len()).unwrap_or(i64::MAX),
                         metadata,
                         now.as_millis(),
+                        key_id,
                     ])?;
                 let detail = serde_json::json!({ "name": spec.name, "version": version, "size": spec.content.len() });
                 audit(ctx, p, "artifact.store", "artifact", &id, &swarm, Outcome::Ok, detail, now)?;
@@ -301,7 +322,7 @@ impl Store {
     pub fn latest_artifact(&self, who: &Identity, name: &str) -> Result<Option<Artifact>> {
         self.artifact_where(
             who,
-            "a.name = ?1 AND a.swarm_id = ?2 ORDER BY a.version DESC LIMIT 1",
+            &format!("a.name = ?1 AND a.swarm_id = ?2 ORDER BY {NEWEST_FIRST} LIMIT 1"),
             name,
         )
     }
@@ -375,8 +396,9 @@ impl Store {
             );
             let latest = if filter.latest_only {
                 format!(
-                    " AND a.version = (SELECT max(b.version) FROM artifacts b WHERE b.swarm_id = a.swarm_id AND b.name = a.name AND {})",
-                    newest_pred.sql()
+                    " AND a.rowid = (SELECT b.rowid FROM artifacts b WHERE b.swarm_id = a.swarm_id AND b.name = a.name AND {} \
+                     ORDER BY {NEWEST_FIRST_B} LIMIT 1)",
+                    newest_pred.sql(),
                 )
             } else {
                 String::new()

@@ -37,30 +37,12 @@ pub enum Strategy {
     Threshold,
 }
 
-impl Strategy {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Majority => "majority",
-            Strategy::Weighted => "weighted",
-            Strategy::Unanimous => "unanimous",
-            Strategy::Threshold => "threshold",
-        }
-    }
-
-    /// Parses a name.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "majority" => Ok(Strategy::Majority),
-            "weighted" => Ok(Strategy::Weighted),
-            "unanimous" => Ok(Strategy::Unanimous),
-            "threshold" => Ok(Strategy::Threshold),
-            other => Err(StoreError::invalid(format!(
-                "unknown strategy {other:?}: expected majority, weighted, unanimous or threshold"
-            ))),
-        }
-    }
-}
+crate::names::string_forms!(Strategy, "strategy", {
+    Majority => "majority",
+    Weighted => "weighted",
+    Unanimous => "unanimous",
+    Threshold => "threshold",
+});
 
 /// Where a round stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -76,27 +58,12 @@ pub enum RoundStatus {
     Expired,
 }
 
-impl RoundStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RoundStatus::Open => "open",
-            RoundStatus::Achieved => "achieved",
-            RoundStatus::Failed => "failed",
-            RoundStatus::Expired => "expired",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "open" => Ok(RoundStatus::Open),
-            "achieved" => Ok(RoundStatus::Achieved),
-            "failed" => Ok(RoundStatus::Failed),
-            "expired" => Ok(RoundStatus::Expired),
-            other => Err(StoreError::Corrupt(format!("round status {other:?}"))),
-        }
-    }
-}
+crate::names::string_forms!(RoundStatus, "round status", {
+    Open => "open",
+    Achieved => "achieved",
+    Failed => "failed",
+    Expired => "expired",
+});
 
 /// Votes so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -358,10 +325,10 @@ fn round_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Round>> {
             target_type,
             target_id,
             description,
-            strategy: Strategy::parse(&strategy)?,
+            strategy: Strategy::from_stored(&strategy)?,
             threshold,
             quorum: u32::try_from(quorum).unwrap_or(1),
-            status: RoundStatus::parse(&status)?,
+            status: RoundStatus::from_stored(&status)?,
             level: scope.level,
             owner: scope.owner,
             team: scope.team,
@@ -550,7 +517,7 @@ impl Store {
                     return Ok(Err(deny(ctx, p, "consensus.request", "consensus", &id, &swarm, "no write permission on consensus at this level", now)?));
                 }
                 if load(ctx.conn(), &id)?.is_some() {
-                    return Ok(Err(StoreError::invalid(format!("consensus id {id} is taken"))));
+                    return Ok(Err(super::id_taken(ctx, p, "consensus.request", "consensus", &id, &swarm, now)?));
                 }
                 ctx.conn().prepare_cached(INSERT)?.execute(rusqlite::params![
                     id,

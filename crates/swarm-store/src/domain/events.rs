@@ -134,17 +134,12 @@ pub enum EventStatus {
     Dead,
 }
 
-impl EventStatus {
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "pending" => Ok(EventStatus::Pending),
-            "claimed" => Ok(EventStatus::Claimed),
-            "acked" => Ok(EventStatus::Acked),
-            "dead" => Ok(EventStatus::Dead),
-            other => Err(StoreError::Corrupt(format!("event status {other:?}"))),
-        }
-    }
-}
+crate::names::string_forms!(EventStatus, "event status", {
+    Pending => "pending",
+    Claimed => "claimed",
+    Acked => "acked",
+    Dead => "dead",
+});
 
 /// An event as read.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -276,7 +271,7 @@ impl RawEvent {
             level: scope.level,
             team: scope.team,
             parent: self.parent.map(u64_of),
-            status: EventStatus::parse(&self.status)?,
+            status: EventStatus::from_stored(&self.status)?,
             attempts: u32::try_from(self.attempts).unwrap_or(0),
             max_retries: u32::try_from(self.max_retries).unwrap_or(0),
             last_error: self.last_error,
@@ -288,8 +283,8 @@ impl RawEvent {
 }
 
 const INSERT: &str = "INSERT INTO events (id, swarm_id, type, source_id, target_id, payload, priority, acl_level, \
-    team_id, parent_seq, max_retries, visible_at, created_at, expires_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)";
+    team_id, parent_seq, max_retries, visible_at, created_at, expires_at, key_id) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)";
 
 const OUTBOX: &str =
     "INSERT INTO outbox (swarm_id, channel, message, created_at) VALUES (?1, ?2, ?3, ?4)";
@@ -318,6 +313,8 @@ pub(crate) fn publish_in_tx(
     } else {
         shared.codec.encode(&bytes, Seal::Plain).map_err(codec_err)?
     };
+    let key_id =
+        swarm_codec::inspect(&sealed).map_err(codec_err)?.key_id().map(|k| i64::from(k.get()));
     let expires_at = e.ttl_ms.map(|ttl| now.as_millis().saturating_add(ttl));
     ctx.conn().prepare_cached(INSERT)?.execute(rusqlite::params![
         id,
@@ -333,6 +330,7 @@ pub(crate) fn publish_in_tx(
         e.max_retries,
         now.as_millis(),
         expires_at,
+        key_id,
     ])?;
     let seq = u64_of(ctx.conn().last_insert_rowid());
     // The outbox carries what other hosts need to know. Payloads travel only for levels
@@ -408,11 +406,20 @@ impl Store {
                     return Ok(Err(deny(ctx, p, "event.publish", "event", &spec.event_type, &swarm, "no write permission on events at this level", now)?));
                 }
                 if let Some(parent) = spec.parent {
-                    let exists: bool = ctx
-                        .conn()
-                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE seq = ?1 AND swarm_id = ?2)")?
-                        .query_row(rusqlite::params![i64_of(parent), swarm.as_str()], |r| r.get(0))?;
-                    if !exists {
+                    // Only a parent the publisher can see: one it cannot see (or one that
+                    // expired) is as absent as a missing one; answering otherwise would
+                    // confirm that it exists.
+                    let pred = sql_predicate(p, Action::Read, RESOURCE, COLS, now, 4);
+                    let sql = format!(
+                        "SELECT EXISTS (SELECT 1 FROM events AS e WHERE e.seq = ?1 AND e.swarm_id = ?2 \
+                         AND (e.expires_at IS NULL OR e.expires_at > ?3) AND {})",
+                        pred.sql()
+                    );
+                    let mut binds = vec![Bind::Int(i64_of(parent)), Bind::Text(swarm.as_str()), Bind::Int(now.as_millis())];
+                    push_pred(&mut binds, &pred);
+                    let visible: bool =
+                        ctx.conn().prepare_cached(&sql)?.query_row(params_from_iter(binds), |r| r.get(0))?;
+                    if !visible {
                         return Ok(Err(StoreError::NotFound(format!("parent event {parent}"))));
                     }
                 }

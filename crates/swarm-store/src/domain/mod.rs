@@ -160,6 +160,27 @@ pub(crate) fn deny(
     Ok(StoreError::PermissionDenied(format!("{why} ({resource})")))
 }
 
+/// The refusal of a create whose client-chosen id is in use. Ids are keys of the whole
+/// database, so the collision cannot be hidden (docs/DECISIONS.md, "Client-chosen ids"):
+/// the answer is the same whether the record holding the id is visible to `p`, hidden
+/// from it, or in another swarm, says nothing about that record, and is audited as a
+/// denial so that probing for ids shows in the audit trail.
+pub(crate) fn id_taken(
+    ctx: &mut WriteCtx<'_>,
+    p: &Principal,
+    action: &'static str,
+    resource_type: &'static str,
+    id: &str,
+    swarm: &SwarmId,
+    now: Timestamp,
+) -> Result<StoreError> {
+    let detail = serde_json::json!({ "reason": "the id is taken" });
+    audit(ctx, p, action, resource_type, id, swarm, Outcome::Denied, detail, now)?;
+    Ok(StoreError::invalid(format!(
+        "{resource_type} id {id} is taken: choose another, or leave the id out and the store generates one"
+    )))
+}
+
 /// The associated data binding a sealed domain payload (an event's payload, an artifact's
 /// content) to its record: docs/FORMAT.md section 4.
 pub(crate) fn payload_aad(kind: &str, swarm: &SwarmId, id: &str, scope: &Scope) -> Vec<u8> {

@@ -48,6 +48,16 @@ pub enum TaskStatus {
     Cancelled,
 }
 
+crate::names::string_forms!(TaskStatus, "task status", {
+    Pending => "pending",
+    Claimed => "claimed",
+    InProgress => "in_progress",
+    Blocked => "blocked",
+    Completed => "completed",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
+
 impl TaskStatus {
     /// Every status.
     pub const ALL: [TaskStatus; 7] = [
@@ -59,27 +69,6 @@ impl TaskStatus {
         TaskStatus::Failed,
         TaskStatus::Cancelled,
     ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Pending => "pending",
-            TaskStatus::Claimed => "claimed",
-            TaskStatus::InProgress => "in_progress",
-            TaskStatus::Blocked => "blocked",
-            TaskStatus::Completed => "completed",
-            TaskStatus::Failed => "failed",
-            TaskStatus::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses a stored or typed name.
-    pub fn parse(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s.trim().to_ascii_lowercase().replace('-', "_"))
-            .ok_or_else(|| StoreError::invalid(format!("unknown task status {s:?}")))
-    }
 
     /// Whether a task may go from `self` to `to`. Claiming, progress, completion and
     /// release have their own operations; this table is what they all obey.
@@ -311,28 +300,11 @@ pub enum DependencyKind {
     Optional,
 }
 
-impl DependencyKind {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DependencyKind::Hard => "hard",
-            DependencyKind::Soft => "soft",
-            DependencyKind::Optional => "optional",
-        }
-    }
-
-    /// Parses a name.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "hard" => Ok(DependencyKind::Hard),
-            "soft" => Ok(DependencyKind::Soft),
-            "optional" => Ok(DependencyKind::Optional),
-            other => Err(StoreError::invalid(format!(
-                "unknown dependency kind {other:?}: expected hard, soft or optional"
-            ))),
-        }
-    }
-}
+crate::names::string_forms!(DependencyKind, "dependency kind", {
+    Hard => "hard",
+    Soft => "soft",
+    Optional => "optional",
+});
 
 /// One edge: `task` depends on `on`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -421,7 +393,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Task>> {
             description,
             task_type,
             priority: u8::try_from(priority).unwrap_or(5),
-            status: TaskStatus::parse(&status)?,
+            status: TaskStatus::from_stored(&status)?,
             level: scope.level,
             owner: scope.owner,
             team: scope.team,
@@ -527,7 +499,9 @@ fn held(
                     key: format!("task {id}"),
                     expected: "a claim held by you".into(),
                     found: match &task.lease {
-                        Some(l) if task.status.leased() => format!("claimed by {}", l.holder),
+                        Some(l) if task.status.leased() => {
+                            format!("claimed by {} until {}", l.holder, l.expires_at.rfc3339())
+                        }
                         _ => task.status.as_str().to_owned(),
                     },
                 }));
@@ -674,7 +648,7 @@ impl Store {
                     }
                 }
                 if load(ctx.conn(), &id)?.is_some() {
-                    return Ok(Err(StoreError::invalid(format!("task id {id} is taken"))));
+                    return Ok(Err(super::id_taken(ctx, p, "task.create", "task", &id, &swarm, now)?));
                 }
                 ctx.conn()
                     .prepare_cached(
@@ -924,11 +898,15 @@ impl Store {
                         scope: task.scope(),
                     }, now)?;
                     audit(ctx, p, "task.claim", "task", &tid, &task.swarm, Outcome::Conflict, serde_json::json!({ "holder": holder }), now)?;
-                    let until = task.lease.as_ref().map_or(0, |l| l.expires_at.as_millis());
+                    // For people: RFC 3339, not Unix milliseconds.
+                    let found = match &task.lease {
+                        Some(l) => format!("claimed by {holder} until {}", l.expires_at.rfc3339()),
+                        None => format!("claimed by {holder}"),
+                    };
                     return Ok(Err(StoreError::Conflict {
                         key: format!("task {tid}"),
                         expected: "an unclaimed task".into(),
-                        found: format!("claimed by {holder} until {until}"),
+                        found,
                     }));
                 }
                 if task.status != TaskStatus::Pending && !takeover {
@@ -1254,8 +1232,8 @@ impl Store {
                 out.push(Dependency {
                     task: id.to_owned(),
                     on,
-                    kind: DependencyKind::parse(&kind)?,
-                    on_status: status.map(|s| TaskStatus::parse(&s)).transpose()?,
+                    kind: DependencyKind::from_stored(&kind)?,
+                    on_status: status.map(|s| TaskStatus::from_stored(&s)).transpose()?,
                 });
             }
             Ok(out)

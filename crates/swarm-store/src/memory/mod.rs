@@ -8,6 +8,7 @@
 mod aad;
 mod access;
 mod glob;
+mod search;
 mod types;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use zeroize::Zeroizing;
 
 pub(crate) use access::{AccessTracker, apply_access_counts};
 pub use glob::KeyPattern;
+pub use search::{SearchHit, SearchPage, SearchQuery};
 pub use types::{
     Expect, Key, Namespace, Record, RecordKey, RecordMeta, SetOptions, Value, ValueType, Written,
 };
@@ -1680,123 +1682,6 @@ fn missing_parent(e: rusqlite::Error, key: &RecordKey, team: Option<&str>) -> St
 fn notify(ctx: &mut WriteCtx<'_>, shared: &Arc<Shared>) {
     let signal = Arc::clone(shared);
     ctx.after_commit(move || signal.changed.notify());
-}
-
-/// What [`Store::key_report`] found.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct KeyReport {
-    /// The key new values are sealed with (`None` without a keyring).
-    pub active: Option<u32>,
-    /// Encrypted records per key id.
-    pub keys: Vec<KeyUse>,
-    /// Records at a level the policy encrypts that are stored in plaintext (written
-    /// before encryption was configured); `rotate-key` encrypts them.
-    pub plaintext_at_encrypted_levels: u64,
-}
-
-/// One key id's use.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct KeyUse {
-    /// The key id.
-    pub key_id: u32,
-    /// Memory records sealed with it.
-    pub records: u64,
-    /// Whether the keyring holds it.
-    pub available: bool,
-    /// Whether a sample record sealed with it opened (`None` when not tried).
-    pub sample_opens: Option<bool>,
-}
-
-pub(crate) fn key_report(store: &Store, who: &Identity) -> Result<KeyReport> {
-    let shared = &store.shared;
-    let rows: Vec<(i64, i64, Option<RawSample>)> = shared.read_snapshot_as(who, |conn, p| {
-        if !p.is_system() {
-            return Err(StoreError::PermissionDenied("the key report is for the system principal".into()));
-        }
-        let mut stmt = conn.prepare(
-            "SELECT key_id, count(*) FROM memory WHERE key_id IS NOT NULL GROUP BY key_id ORDER BY key_id",
-        )?;
-        let counts: Vec<(i64, i64)> =
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-        let mut out = Vec::new();
-        for (id, n) in counts {
-            let sample = conn
-                .query_row(
-                    "SELECT swarm_id, namespace, key, owner_id, team_id, acl_level, value_type, value \
-                     FROM memory WHERE key_id = ?1 LIMIT 1",
-                    [id],
-                    |r| {
-                        Ok(RawSample {
-                            swarm: r.get(0)?,
-                            namespace: r.get(1)?,
-                            key: r.get(2)?,
-                            owner: r.get(3)?,
-                            team: r.get(4)?,
-                            level: r.get(5)?,
-                            value_type: r.get(6)?,
-                            value: r.get(7)?,
-                        })
-                    },
-                )
-                .optional()?;
-            out.push((id, n, sample));
-        }
-        Ok(out)
-    })?;
-    let plaintext = match shared.config.encrypt_up_to {
-        Some(max) => {
-            let conn = shared.pool.get()?;
-            u64_of(conn.query_row(
-                "SELECT count(*) FROM memory WHERE key_id IS NULL AND acl_level <= ?1",
-                [i64::from(max.as_u8())],
-                |r| r.get(0),
-            )?)
-        }
-        None => 0,
-    };
-    let keyring = shared.codec.keyring();
-    let mut keys = Vec::new();
-    for (id, n, sample) in rows {
-        let key_id = u32::try_from(id).map_err(|_| StoreError::Corrupt(format!("key id {id}")))?;
-        let available = keyring.is_some_and(|k| k.contains(swarm_codec::KeyId::new(key_id)));
-        let sample_opens = match (sample, available) {
-            (Some(s), true) => Some(s.opens(shared)),
-            _ => None,
-        };
-        keys.push(KeyUse { key_id, records: u64_of(n), available, sample_opens });
-    }
-    Ok(KeyReport {
-        active: keyring.map(|k| k.active_id().get()),
-        keys,
-        plaintext_at_encrypted_levels: plaintext,
-    })
-}
-
-/// One encrypted record, enough to try opening it.
-struct RawSample {
-    swarm: String,
-    namespace: String,
-    key: String,
-    owner: Option<String>,
-    team: Option<String>,
-    level: i64,
-    value_type: String,
-    value: Vec<u8>,
-}
-
-impl RawSample {
-    fn opens(&self, shared: &Shared) -> bool {
-        let parsed = parse_stored(
-            &self.swarm,
-            &self.namespace,
-            &self.key,
-            self.owner.as_deref(),
-            self.team.as_deref(),
-            self.level,
-            &self.value_type,
-        );
-        parsed.is_ok_and(|(k, scope, vt)| shared.open(&k, &scope, vt, &self.value).is_ok())
-    }
 }
 
 /// A row returned by a `DELETE ... RETURNING swarm_id, namespace, key, acl_level,

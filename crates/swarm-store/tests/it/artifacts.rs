@@ -203,45 +203,104 @@ fn another_agent_can_neither_read_nor_continue_a_private_artifact() {
     let s = &env.store;
     let mine = s.store_artifact(&ann, ArtifactSpec::new("diary", b"dear diary".to_vec())).unwrap();
     assert_eq!(mine.level, AclLevel::Private, "the default level");
+    assert_eq!(
+        s.store_artifact(&ann, ArtifactSpec::new("diary", b"day two".to_vec())).unwrap().version,
+        2,
+        "ann herself continues it"
+    );
     assert_eq!(s.get_artifact(&bob, &mine.id).unwrap(), None);
     assert_eq!(s.latest_artifact(&bob, "diary").unwrap(), None);
     assert!(s.list_artifacts(&bob, &ArtifactFilter::default()).unwrap().is_empty());
-    // bob cannot take the name over, at any level.
-    for level in [AclLevel::Private, AclLevel::Swarm] {
-        let e = s
-            .store_artifact(&bob, ArtifactSpec::new("diary", b"mine now".to_vec()).level(level))
-            .unwrap_err();
-        assert!(matches!(e, StoreError::PermissionDenied(_)), "{e}");
+    // bob writing under the name gets exactly what a name nobody used gives him: a new
+    // chain at version 1. Refusing him would tell him the name is taken.
+    let mut bobs = Vec::new();
+    for (name, level) in [
+        ("diary", AclLevel::Private),
+        ("never-used", AclLevel::Private),
+        ("diary", AclLevel::Swarm),
+    ] {
+        let spec = ArtifactSpec::new(name, format!("bob's {name}").into_bytes()).level(level);
+        let info = s.store_artifact(&bob, spec).unwrap();
+        bobs.push(info.clone());
+        if level == AclLevel::Private {
+            assert_eq!((info.version, info.previous.as_deref()), (1, None), "{name}");
+        }
     }
-    let latest = s.latest_artifact(&ann, "diary").unwrap().unwrap();
-    assert_eq!((latest.info.id, latest.content), (mine.id.clone(), b"dear diary".to_vec()));
+    // bob's swarm-level write continues the newest version he can see: his own private one.
+    assert_eq!((bobs[2].version, bobs[2].previous.as_deref()), (2, Some(bobs[0].id.as_str())));
     assert_eq!(
         count(
             &env,
             "SELECT count(*) FROM audit_log WHERE action = 'artifact.store' AND actor = 'bob' AND outcome = 'denied'"
         ),
-        2
+        0,
+        "nothing was refused"
     );
-    // ann herself continues it.
-    assert_eq!(
-        s.store_artifact(&ann, ArtifactSpec::new("diary", b"day two".to_vec())).unwrap().version,
-        2
-    );
-    // A team artifact is continued by a teammate, not by an outsider.
+    // ann's versions are untouched. She now also sees bob's swarm-level version 2 of the
+    // name: versions of one name are ordered by version, then by recency, so that one is
+    // her latest too, and her next version continues it.
+    assert_eq!(s.get_artifact(&ann, &mine.id).unwrap().unwrap().content, b"dear diary");
+    for who in [&ann, &bob] {
+        assert_eq!(s.latest_artifact(who, "diary").unwrap().unwrap().info.id, bobs[2].id);
+    }
+    let ann_v3 = s.store_artifact(&ann, ArtifactSpec::new("diary", b"day three".to_vec())).unwrap();
+    assert_eq!((ann_v3.version, ann_v3.previous.as_deref()), (3, Some(bobs[2].id.as_str())));
+    assert_eq!(s.latest_artifact(&ann, "diary").unwrap().unwrap().info.id, ann_v3.id);
+    // ann's third version is private: bob's latest is still his own.
+    assert_eq!(s.latest_artifact(&bob, "diary").unwrap().unwrap().info.id, bobs[2].id);
+
+    // A team artifact is continued by a teammate; an outsider who cannot see it starts
+    // his own chain of the name, as if it did not exist.
     s.store_artifact(&ann, ArtifactSpec::new("plan", b"v1".to_vec()).level(AclLevel::Team))
         .unwrap();
     let v2 = s
         .store_artifact(&mate, ArtifactSpec::new("plan", b"v2".to_vec()).level(AclLevel::Team))
         .unwrap();
     assert_eq!((v2.version, v2.team.as_ref()), (2, Some(&red)));
-    let e = s
+    let outside = s
         .store_artifact(&bob, ArtifactSpec::new("plan", b"v3".to_vec()).level(AclLevel::Swarm))
-        .unwrap_err();
-    assert!(matches!(e, StoreError::PermissionDenied(_)), "{e}");
+        .unwrap();
+    assert_eq!((outside.version, outside.previous), (1, None));
+    // The team's latest is still the team's version 2.
+    assert_eq!(s.latest_artifact(&mate, "plan").unwrap().unwrap().info.id, v2.id);
     // A task bob cannot see cannot be named as the artifact's task.
     s.create_task(&ann, TaskSpec::new("secret").id("secret").level(AclLevel::Private)).unwrap();
     let e = s.store_artifact(&bob, ArtifactSpec::new("x", vec![1]).task("secret")).unwrap_err();
     assert!(matches!(e, StoreError::NotFound(_)), "{e}");
+}
+
+#[test]
+fn a_visible_artifact_the_writer_may_not_write_is_refused() {
+    let env = Env::new();
+    let ann = env.agent("ann", "s1", &[]);
+    // May read artifacts up to public but write only private ones.
+    let reader = env.agent_with(
+        "reader",
+        "s1",
+        &[],
+        vec![
+            Grant::new(ResourceType::Artifact, Action::Read, AclLevel::Public),
+            Grant::new(ResourceType::Artifact, Action::Write, AclLevel::Private),
+        ],
+    );
+    let s = &env.store;
+    s.store_artifact(&ann, ArtifactSpec::new("report", b"v1".to_vec()).level(AclLevel::Swarm))
+        .unwrap();
+    // The reader sees version 1, so a write under the name continues it, and that needs
+    // write permission on it: refused (and audited), nothing hidden is revealed.
+    let e = s.store_artifact(&reader, ArtifactSpec::new("report", b"mine".to_vec())).unwrap_err();
+    assert!(matches!(e, StoreError::PermissionDenied(_)), "{e}");
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM audit_log WHERE action = 'artifact.store' AND actor = 'reader' AND outcome = 'denied'"
+        ),
+        1
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM artifacts"), 1);
+    // A name it does not see is its own to start.
+    let own = s.store_artifact(&reader, ArtifactSpec::new("notes", b"n".to_vec())).unwrap();
+    assert_eq!(own.version, 1);
 }
 
 #[test]
@@ -266,7 +325,26 @@ fn the_latest_version_is_the_newest_one_the_reader_can_see() {
             "{who:?}"
         );
     }
-    assert_eq!(s.list_artifacts(&Identity::System, &latest_only).unwrap(), [v2]);
+    assert_eq!(
+        s.list_artifacts(&Identity::System, &latest_only).unwrap(),
+        std::slice::from_ref(&v2)
+    );
+    // bob's private continuation does not lock ann out of the shared name: she continues
+    // the newest version she can see, and the name now has two version 2s.
+    env.clock.advance(1);
+    let ann_v2 = s
+        .store_artifact(&ann, ArtifactSpec::new("doc", b"ann's".to_vec()).level(AclLevel::Swarm))
+        .unwrap();
+    assert_eq!((ann_v2.version, ann_v2.previous.as_deref()), (2, Some(v1.id.as_str())));
+    // For bob both version 2s are visible: the more recent one is the latest, and the list
+    // shows one version per name, the same one.
+    for who in [&ann, &bob] {
+        assert_eq!(s.latest_artifact(who, "doc").unwrap().unwrap().info, ann_v2);
+        assert_eq!(s.list_artifacts(who, &latest_only).unwrap(), std::slice::from_ref(&ann_v2));
+    }
+    let all = ArtifactFilter { name: Some("doc".into()), ..ArtifactFilter::default() };
+    assert_eq!(s.list_artifacts(&bob, &all).unwrap().len(), 3);
+    assert_eq!(s.list_artifacts(&ann, &all).unwrap().len(), 2);
 }
 
 #[test]

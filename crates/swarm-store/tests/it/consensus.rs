@@ -639,3 +639,36 @@ fn every_round_read_and_vote_agrees_with_the_acl_model() {
         );
     }
 }
+
+#[test]
+fn a_taken_round_id_reads_the_same_whether_visible_hidden_or_in_another_swarm() {
+    let env = Env::new();
+    let ann = env.agent("ann", "s1", &[]);
+    let bob = env.agent("bob", "s1", &[]);
+    let far = env.agent("far", "s2", &[]);
+    let s = &env.store;
+    s.request_consensus(&ann, RoundSpec::new("task", "t1").id("r-open")).unwrap();
+    s.request_consensus(&ann, RoundSpec::new("task", "t2").id("r-hidden").level(AclLevel::Private))
+        .unwrap();
+    s.request_consensus(&far, RoundSpec::new("task", "t3").id("r-far")).unwrap();
+    assert!(s.get_round(&bob, "r-open").unwrap().is_some());
+    assert!(s.get_round(&bob, "r-hidden").unwrap().is_none());
+    assert!(s.get_round(&bob, "r-far").unwrap().is_none());
+    let refusals: Vec<String> = ["r-open", "r-hidden", "r-far"]
+        .into_iter()
+        .map(|id| {
+            let e = s.request_consensus(&bob, RoundSpec::new("task", "t9").id(id)).unwrap_err();
+            assert!(matches!(e, StoreError::Invalid(_)), "{e}");
+            e.to_string().replace(id, "ID")
+        })
+        .collect();
+    assert_eq!(refusals[0], refusals[1]);
+    assert_eq!(refusals[1], refusals[2]);
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM audit_log WHERE action = 'consensus.request' AND actor = 'bob' AND outcome = 'denied'"
+        ),
+        3
+    );
+}

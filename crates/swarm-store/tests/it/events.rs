@@ -642,3 +642,35 @@ fn every_event_read_and_claim_agrees_with_the_acl_model() {
         w.env.clock.advance(10);
     }
 }
+
+#[test]
+fn a_parent_event_the_publisher_cannot_see_is_as_absent_as_a_missing_one() {
+    let env = Env::new();
+    let ann = env.agent("ann", "s1", &[]);
+    let bob = env.agent("bob", "s1", &[]);
+    let s = &env.store;
+    let hidden =
+        s.publish_event(&ann, EventSpec::new("note", json!({})).level(AclLevel::Private)).unwrap();
+    let shared = s.publish_event(&ann, EventSpec::new("note", json!({}))).unwrap();
+    let short = s
+        .publish_event(&ann, EventSpec::new("note", json!({})).ttl(Duration::from_secs(1)))
+        .unwrap();
+    env.clock.advance(2_000);
+    let child =
+        |parent: u64| s.publish_event(&bob, EventSpec::new("reply", json!({})).parent(parent));
+    // A visible parent is fine.
+    assert_eq!(child(shared.seq).unwrap().parent, Some(shared.seq));
+    // Hidden, expired and missing parents get the same answer.
+    let refusals: Vec<String> = [hidden.seq, short.seq, 9_999]
+        .into_iter()
+        .map(|seq| {
+            let e = child(seq).unwrap_err();
+            assert!(matches!(e, StoreError::NotFound(_)), "{e}");
+            e.to_string().replace(&seq.to_string(), "N")
+        })
+        .collect();
+    assert_eq!(refusals[0], refusals[1]);
+    assert_eq!(refusals[1], refusals[2]);
+    // ann may name her own private event as a parent.
+    assert!(s.publish_event(&ann, EventSpec::new("reply", json!({})).parent(hidden.seq)).is_ok());
+}

@@ -32,8 +32,10 @@ fn child(role: &str, db: &std::path::Path, vars: &[(&str, String)]) -> Child {
 fn child_process() {
     let Ok(role) = std::env::var("SWARM_STORE_CHILD") else { return };
     let db = std::env::var("SWARM_CHILD_DB").unwrap();
+    // The rotating child holds the new key beside the old one (key 2 active).
+    let ring = if role == "rotate" { crate::rotation::keyring_1_2() } else { keyring() };
     let store = Store::open(
-        swarm_store::StoreConfig::file(&db).with_keyring(keyring()).with_sweep_interval(None),
+        swarm_store::StoreConfig::file(&db).with_keyring(ring).with_sweep_interval(None),
     )
     .unwrap_or_else(|e| fail(&e.to_string()));
     let ann = Identity::Agent(AgentId::new("ann").unwrap());
@@ -67,6 +69,20 @@ fn child_process() {
                 use std::io::Write as _;
                 let _ = writeln!(out, "ack {i}");
                 let _ = out.flush();
+            }
+        }
+        "rotate" => {
+            // Small batches, each announced once committed, slowly enough that the parent
+            // kills the process in the middle of the rotation.
+            let mut out = std::io::stdout().lock();
+            let r = store.rotate_keys(&Identity::System, 2, |p| {
+                use std::io::Write as _;
+                let _ = writeln!(out, "progress {}", p.done);
+                let _ = out.flush();
+                std::thread::sleep(Duration::from_millis(5));
+            });
+            if let Err(e) = r {
+                fail(&format!("rotate: {e}"));
             }
         }
         other => fail(&format!("unknown role {other}")),
@@ -163,4 +179,50 @@ fn a_process_killed_mid_write_loses_no_acknowledged_write_and_corrupts_nothing()
         next = acked.iter().max().unwrap() + 1_000;
     }
     assert!(acked_total > 5);
+}
+
+#[test]
+fn a_rotation_killed_midway_resumes_and_retires_the_old_key() {
+    use crate::rotation::{assert_readable, keyring_1_2, keyring_2, open, populate, sealed_under};
+    let env = Env::new();
+    let w = populate(&env, 60);
+    assert_eq!(sealed_under(env.path(), 1), [40, 40, 40]);
+    let mut c = child("rotate", env.path(), &[]);
+    let stdout = c.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("progress ").and_then(|n| n.parse::<u64>().ok()) {
+                let _ = tx.send(n);
+            }
+        }
+    });
+    // Kill it once a few batches are committed: SIGKILL, mid-transaction or between two.
+    loop {
+        let done = rx.recv_timeout(Duration::from_secs(30)).expect("the rotation never progressed");
+        if done >= 10 {
+            break;
+        }
+    }
+    c.kill().unwrap();
+    let status = c.wait().unwrap();
+    reader.join().unwrap();
+    assert!(!status.success(), "the child was killed before it finished");
+    assert_eq!(
+        raw(env.path()).query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).unwrap(),
+        "ok"
+    );
+    let left = sealed_under(env.path(), 1);
+    assert!(left.iter().sum::<usize>() > 0 && left.iter().sum::<usize>() < 120, "{left:?}");
+    // A new run picks up where the killed one stopped; then the old key can go.
+    let resumed = open(env.path(), keyring_1_2());
+    assert_readable(&resumed, &w);
+    let r = resumed.rotate_keys(&Identity::System, 50, |_| {}).unwrap();
+    assert_eq!(r.remaining, 0);
+    assert_eq!(r.reencrypted as usize, left.iter().sum::<usize>());
+    assert!(resumed.verify_audit().unwrap().is_intact());
+    resumed.shutdown().unwrap();
+    assert_eq!(sealed_under(env.path(), 1), [0, 0, 0]);
+    let only2 = open(env.path(), keyring_2());
+    assert_readable(&only2, &w);
 }

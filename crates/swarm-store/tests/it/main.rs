@@ -14,6 +14,8 @@ mod load;
 mod memory;
 mod operations;
 mod registry;
+mod rotation;
 mod schema;
+mod search;
 mod sql_agreement;
 mod tasks;

@@ -286,3 +286,59 @@ fn metrics_are_persisted_with_retention() {
         .unwrap();
     assert!(n >= 1, "{n}");
 }
+
+#[test]
+fn persisted_metrics_are_read_back_filtered_and_bounded() {
+    use swarm_store::{MetricKind, MetricsQuery, StoreError};
+    let mut env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let history = |env: &Env, q: &MetricsQuery| env.store.metrics_history(&Identity::System, q);
+    assert_eq!(history(&env, &MetricsQuery::new()).unwrap(), [], "nothing persisted yet");
+    // Shutting down persists a snapshot; two sessions make two.
+    env.store.set(&a, &key("s1", "n", "k"), "v".into(), &SetOptions::new()).unwrap();
+    env.reopen();
+    env.clock.advance(60_000);
+    for i in 0..3 {
+        env.store
+            .set(&a, &key("s1", "n", &format!("k{i}")), "v".into(), &SetOptions::new())
+            .unwrap();
+    }
+    env.store.get(&a, &key("s1", "n", "k")).unwrap();
+    env.reopen();
+    let t0 = swarm_acl::Timestamp::from_millis(crate::fixtures::T0);
+    let t1 = t0.plus_millis(60_000);
+
+    let ops = history(&env, &MetricsQuery::new().name("operations")).unwrap();
+    let sets: Vec<(i64, f64)> = ops
+        .iter()
+        .filter(|s| s.labels.get("op").and_then(|v| v.as_str()) == Some("set"))
+        .map(|s| (s.at.as_millis(), s.value))
+        .collect();
+    // Counters are per process: one set in the first session, three in the second.
+    assert_eq!(sets, [(t0.as_millis(), 1.0), (t1.as_millis(), 3.0)]);
+    assert!(ops.iter().all(|s| s.kind == MetricKind::Counter && s.name == "operations"));
+    assert!(ops.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    let latency = history(&env, &MetricsQuery::new().name("operation_latency_ns")).unwrap();
+    let get = latency.iter().find(|s| s.labels["op"] == "get").unwrap();
+    assert_eq!((get.kind, get.count), (MetricKind::Histogram, Some(1)));
+    assert!(get.p50.is_some() && get.p99 >= get.p50);
+    // Since: only the second snapshot.
+    let recent = history(&env, &MetricsQuery::new().since(t1)).unwrap();
+    assert!(!recent.is_empty() && recent.iter().all(|s| s.at == t1));
+    assert!(recent.iter().any(|s| s.name == "database_bytes" && s.kind == MetricKind::Gauge));
+    // Limit: the newest samples, still oldest first.
+    let all = history(&env, &MetricsQuery::new()).unwrap();
+    let last2 = history(&env, &MetricsQuery::new().limit(2)).unwrap();
+    assert_eq!(last2, all[all.len() - 2..]);
+    // Bounded and checked; the system principal only.
+    for bad in [
+        MetricsQuery::new().limit(0),
+        MetricsQuery::new().limit(10_001),
+        MetricsQuery::new().name(""),
+    ] {
+        let e = history(&env, &bad).unwrap_err();
+        assert!(matches!(e, StoreError::Invalid(_)), "{e}");
+    }
+    let e = env.store.metrics_history(&a, &MetricsQuery::new()).unwrap_err();
+    assert!(matches!(e, StoreError::PermissionDenied(_)), "{e}");
+}

@@ -360,6 +360,30 @@ mod fixtures_compat {
             )
             .unwrap();
         store.incr(&ann, &key("s1", "fx", "counter"), 41, &SetOptions::new()).unwrap();
+        // Sealed payloads outside memory (from schema 3 on; earlier fixtures have none).
+        store
+            .store_artifact(
+                &ann,
+                swarm_store::ArtifactSpec::new(
+                    "fx-doc",
+                    b"artifact sealed in an old version".to_vec(),
+                ),
+            )
+            .unwrap();
+        store
+            .store_artifact(
+                &ann,
+                swarm_store::ArtifactSpec::new("fx-open", b"plain artifact".to_vec())
+                    .level(AclLevel::Swarm),
+            )
+            .unwrap();
+        store
+            .publish_event(
+                &ann,
+                swarm_store::EventSpec::new("fx.private", serde_json::json!({"sealed": "event"}))
+                    .level(AclLevel::Private),
+            )
+            .unwrap();
     }
 
     #[test]
@@ -417,6 +441,32 @@ mod fixtures_compat {
                 Value::Integer(41)
             );
             assert!(store.verify_audit().unwrap().is_intact(), "fixture v{version}");
+            if version >= 3 {
+                // Artifacts and events of the fixture read back, and schema 4 found the key
+                // of every sealed one in its envelope.
+                let doc = store.latest_artifact(&ann, "fx-doc").unwrap().unwrap();
+                assert_eq!(doc.content, b"artifact sealed in an old version");
+                let open = store.latest_artifact(&ann, "fx-open").unwrap().unwrap();
+                assert_eq!(open.content, b"plain artifact");
+                let page = store.events_since(&ann, 0, Some("fx.private"), 10).unwrap();
+                assert_eq!(page.events.len(), 1, "fixture v{version}");
+                assert_eq!(page.events[0].payload, serde_json::json!({"sealed": "event"}));
+                let conn = raw(&copy);
+                let key_ids: Vec<(String, Option<i64>)> = conn
+                    .prepare("SELECT name, key_id FROM artifacts ORDER BY name")
+                    .unwrap()
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap();
+                assert_eq!(key_ids, [("fx-doc".to_owned(), Some(1)), ("fx-open".to_owned(), None)]);
+                let event_key: Option<i64> =
+                    conn.query_row("SELECT key_id FROM events", [], |r| r.get(0)).unwrap();
+                assert_eq!(event_key, Some(1));
+                let report = store.key_report(&Identity::System).unwrap();
+                assert_eq!(report.keys[0].sealed.artifacts, 1);
+                assert_eq!(report.keys[0].sealed.events, 1);
+            }
             // And it keeps working after the upgrade: versions keep rising, the feed
             // reports the change with the record's version, the chain still verifies.
             let head = store.change_head().unwrap();

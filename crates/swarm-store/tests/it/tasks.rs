@@ -1034,3 +1034,62 @@ fn every_task_read_and_claim_agrees_with_the_acl_model() {
         }
     }
 }
+
+#[test]
+fn a_taken_id_reads_the_same_whether_visible_hidden_or_in_another_swarm() {
+    let env = Env::new();
+    let ann = env.agent("ann", "s1", &[]);
+    let bob = env.agent("bob", "s1", &[]);
+    let far = env.agent("far", "s2", &[]);
+    let s = &env.store;
+    s.create_task(&ann, TaskSpec::new("shared").id("t-open")).unwrap();
+    s.create_task(&ann, TaskSpec::new("secret").id("t-hidden").level(AclLevel::Private)).unwrap();
+    s.create_task(&far, TaskSpec::new("elsewhere").id("t-far")).unwrap();
+    assert!(s.get_task(&bob, "t-open").unwrap().is_some());
+    assert_eq!(s.get_task(&bob, "t-hidden").unwrap(), None);
+    assert_eq!(s.get_task(&bob, "t-far").unwrap(), None);
+    // Ids are keys of the whole database, so a collision is refused; the refusal is the
+    // same for a task bob sees, one hidden from him and one in another swarm, and says
+    // nothing about the task that holds the id.
+    let refusals: Vec<String> = ["t-open", "t-hidden", "t-far"]
+        .into_iter()
+        .map(|id| {
+            let e = s.create_task(&bob, TaskSpec::new("mine").id(id)).unwrap_err();
+            assert!(matches!(e, StoreError::Invalid(_)), "{e}");
+            e.to_string().replace(id, "ID")
+        })
+        .collect();
+    assert_eq!(refusals[0], refusals[1]);
+    assert_eq!(refusals[1], refusals[2]);
+    for word in ["private", "secret", "s2", "ann", "far"] {
+        assert!(!refusals[0].contains(word), "{}", refusals[0]);
+    }
+    // Each attempt is audited as a denial, so probing for ids shows in the trail.
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM audit_log WHERE action = 'task.create' AND actor = 'bob' AND outcome = 'denied'"
+        ),
+        3
+    );
+    assert_eq!(s.get_task(&ann, "t-hidden").unwrap().unwrap().title, "secret");
+}
+
+#[test]
+fn claim_conflicts_tell_the_lease_end_as_rfc3339() {
+    let env = Env::new();
+    let ann = env.agent("ann", "s1", &[]);
+    let ben = env.agent("ben", "s1", &[]);
+    let s = &env.store;
+    s.create_task(&ann, TaskSpec::new("t").id("t")).unwrap();
+    let claim = s.claim_task(&ann, "t", LEASE).unwrap();
+    assert_eq!(claim.expires_at, Timestamp::from_millis(T0 + 60_000));
+    // T0 + 60 s, for people: no Unix milliseconds in the message.
+    let e = s.claim_task(&ben, "t", LEASE).unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
+    assert!(e.to_string().contains("claimed by ann until 2023-11-14T22:14:20.000Z"), "{e}");
+    assert!(!e.to_string().contains(&(T0 + 60_000).to_string()), "{e}");
+    // Work under someone else's claim says the same.
+    let e = s.report_progress(&ben, "t", claim.token, 50).unwrap_err();
+    assert!(e.to_string().contains("claimed by ann until 2023-11-14T22:14:20.000Z"), "{e}");
+}

@@ -1,0 +1,328 @@
+//! Key rotation covers every sealed column (memory values, artifact contents, event
+//! payloads), resumes after an interruption, and leaves no row under the old key, so the
+//! old key can be dropped; the key report counts every kind.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use swarm_acl::{AclLevel, Identity};
+use swarm_codec::{Key, KeyId, Keyring};
+use swarm_store::{
+    ArtifactSpec, EventSpec, SealedCounts, SealedKind, SetOptions, Store, StoreConfig, StoreError,
+    Value,
+};
+
+use crate::fixtures::{Env, KEY_HEX, contains, key, raw};
+
+/// Key 1 (the test key) and key 2, key 2 active.
+pub(crate) fn keyring_1_2() -> Arc<Keyring> {
+    let mut ring = Keyring::new(KeyId::new(1), Key::from_hex(KEY_HEX).unwrap());
+    ring.insert(KeyId::new(2), Key::from_bytes(&[42; 32]).unwrap()).unwrap();
+    ring.set_active(KeyId::new(2)).unwrap();
+    Arc::new(ring)
+}
+
+/// Key 2 alone: what is left once key 1 is retired.
+pub(crate) fn keyring_2() -> Arc<Keyring> {
+    Arc::new(Keyring::new(KeyId::new(2), Key::from_bytes(&[42; 32]).unwrap()))
+}
+
+pub(crate) fn open(path: &std::path::Path, ring: Arc<Keyring>) -> Store {
+    Store::open(StoreConfig::file(path).with_keyring(ring).with_sweep_interval(None)).unwrap()
+}
+
+/// What [`populate`] wrote: records, artifact ids and event seqs with their contents.
+pub(crate) struct Written {
+    pub(crate) records: Vec<(String, String)>,
+    pub(crate) artifacts: Vec<(String, Vec<u8>)>,
+    pub(crate) events: Vec<(u64, serde_json::Value)>,
+}
+
+/// Sealed and plain rows of every kind, as ann (team red) in s1.
+pub(crate) fn populate(env: &Env, n: usize) -> Written {
+    let red = env.team("red", "s1");
+    let ann = env.agent("ann", "s1", &[&red]);
+    let s = &env.store;
+    let mut w = Written { records: vec![], artifacts: vec![], events: vec![] };
+    for i in 0..n {
+        let (k, v) = (format!("m{i}"), format!("memory value {i}"));
+        let opts = match i % 3 {
+            0 => SetOptions::new(),
+            1 => SetOptions::new().level(AclLevel::Team).team(red.clone()),
+            _ => SetOptions::new().level(AclLevel::Swarm),
+        };
+        s.set(&ann, &key("s1", "rot", &k), v.clone().into(), &opts).unwrap();
+        w.records.push((k, v));
+        // Every fourth artifact is large enough to be compressed before sealing.
+        let content = if i % 4 == 0 {
+            format!("artifact {i} ").repeat(400).into_bytes()
+        } else {
+            format!("artifact {i}").into_bytes()
+        };
+        let level = if i % 3 == 2 { AclLevel::Swarm } else { AclLevel::Private };
+        let info = s
+            .store_artifact(&ann, ArtifactSpec::new(format!("a{i}"), content.clone()).level(level))
+            .unwrap();
+        w.artifacts.push((info.id, content));
+        let payload = json!({ "i": i, "secret": format!("event {i}") });
+        let spec = match i % 3 {
+            0 => EventSpec::new("rot.private", payload.clone()).level(AclLevel::Private),
+            1 => {
+                EventSpec::new("rot.team", payload.clone()).level(AclLevel::Team).team(red.clone())
+            }
+            _ => EventSpec::new("rot.swarm", payload.clone()),
+        };
+        w.events.push((s.publish_event(&ann, spec).unwrap().seq, payload));
+    }
+    w
+}
+
+/// Reads everything back as ann and as the system.
+pub(crate) fn assert_readable(store: &Store, w: &Written) {
+    let ann = Identity::Agent(swarm_acl::AgentId::new("ann").unwrap());
+    for (k, v) in &w.records {
+        let r = store.get(&ann, &key("s1", "rot", k)).unwrap().unwrap_or_else(|| panic!("{k}"));
+        assert_eq!(r.value, Value::from(v.as_str()), "{k}");
+    }
+    for (id, content) in &w.artifacts {
+        let a = store.get_artifact(&ann, id).unwrap().unwrap_or_else(|| panic!("{id}"));
+        assert_eq!(&a.content, content, "{id}");
+        assert_eq!(a.content_hash, blake3::hash(content).to_hex().to_string());
+    }
+    for (seq, payload) in &w.events {
+        let e = store.get_event(&ann, *seq).unwrap().unwrap_or_else(|| panic!("event {seq}"));
+        assert_eq!(&e.payload, payload, "event {seq}");
+    }
+}
+
+/// Rows whose envelope header names `key_id`, per table, read from the envelopes
+/// themselves (not from the key_id columns the store keeps).
+pub(crate) fn sealed_under(path: &std::path::Path, key_id: u32) -> [usize; 3] {
+    let conn = raw(path);
+    let mut out = [0; 3];
+    for (i, sql) in
+        ["SELECT value FROM memory", "SELECT content FROM artifacts", "SELECT payload FROM events"]
+            .into_iter()
+            .enumerate()
+    {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let blobs = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
+        for b in blobs {
+            let h = swarm_codec::inspect(&b.unwrap()).unwrap();
+            if h.key_id() == Some(KeyId::new(key_id)) {
+                out[i] += 1;
+            }
+        }
+    }
+    out
+}
+
+fn column_count(path: &std::path::Path, table: &str, key_id: u32) -> i64 {
+    raw(path)
+        .query_row(&format!("SELECT count(*) FROM {table} WHERE key_id = ?1"), [key_id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+#[test]
+fn rotation_reseals_every_kind_resumes_and_frees_the_old_key() {
+    let env = Env::new();
+    let w = populate(&env, 30);
+    // 30 rows of each kind; a third of the records and events (swarm level) and a third
+    // of the artifacts are plain; the rest are sealed with key 1.
+    let before = env.store.key_report(&Identity::System).unwrap();
+    assert_eq!(before.keys.len(), 1);
+    assert_eq!(before.keys[0].key_id, 1);
+    assert_eq!(before.keys[0].sealed, SealedCounts { memory: 20, artifacts: 20, events: 20 });
+    assert_eq!((before.keys[0].records, before.keys[0].sample_opens), (60, Some(true)));
+    assert_eq!(sealed_under(env.path(), 1), [20, 20, 20]);
+    env.store.shutdown().unwrap();
+
+    // Key 2 becomes active. Rotate part of the way, 4 transactions of at most 7 rows:
+    // memory first (7, 7, then the last 6), then artifacts (7).
+    let s2 = open(env.path(), keyring_1_2());
+    let partial = s2.rotate_keys_bounded(&Identity::System, 7, 4, |_| {}).unwrap();
+    assert_eq!(partial.reencrypted, 27);
+    assert_eq!((partial.memory.reencrypted, partial.memory.remaining), (20, 0));
+    assert_eq!((partial.artifacts.reencrypted, partial.artifacts.remaining), (7, 13));
+    assert_eq!((partial.events.reencrypted, partial.events.remaining), (0, 20));
+    assert_eq!(partial.remaining, 33);
+    assert_eq!(partial.kind(SealedKind::Artifact), &partial.artifacts);
+    // Interrupted, everything still reads, whichever key seals it.
+    assert_readable(&s2, &w);
+    let mid = s2.key_report(&Identity::System).unwrap();
+    let per_key: Vec<(u32, SealedCounts)> = mid.keys.iter().map(|k| (k.key_id, k.sealed)).collect();
+    assert_eq!(
+        per_key,
+        [
+            (1, SealedCounts { memory: 0, artifacts: 13, events: 20 }),
+            (2, SealedCounts { memory: 20, artifacts: 7, events: 0 }),
+        ]
+    );
+    s2.shutdown().unwrap();
+
+    // A new run (another process, say) finishes what is left.
+    let s3 = open(env.path(), keyring_1_2());
+    let mut progress = Vec::new();
+    let rest = s3.rotate_keys(&Identity::System, 7, |p| progress.push(p)).unwrap();
+    assert_eq!((rest.reencrypted, rest.encrypted, rest.remaining), (33, 0, 0));
+    assert_eq!((rest.artifacts.reencrypted, rest.events.reencrypted), (13, 20));
+    assert_eq!(progress.first().map(|p| (p.done, p.total)), Some((0, 33)));
+    assert_eq!(progress.last().map(|p| (p.done, p.total)), Some((33, 33)));
+    let after = s3.key_report(&Identity::System).unwrap();
+    assert_eq!(after.active, Some(2));
+    assert_eq!(after.keys.len(), 1, "{after:?}");
+    assert_eq!(
+        (after.keys[0].key_id, after.keys[0].sealed, after.keys[0].sample_opens),
+        (2, SealedCounts { memory: 20, artifacts: 20, events: 20 }, Some(true))
+    );
+    // Nothing to do: a third run changes nothing.
+    let again = s3.rotate_keys(&Identity::System, 7, |_| {}).unwrap();
+    assert_eq!((again.reencrypted, again.encrypted, again.remaining), (0, 0, 0));
+    assert!(s3.verify_audit().unwrap().is_intact());
+    s3.shutdown().unwrap();
+
+    // No row references key 1, by column or by envelope, and the encrypted artifacts'
+    // stored hash is the sealed envelope's (never the content's).
+    for table in ["memory", "artifacts", "events"] {
+        assert_eq!(column_count(env.path(), table, 1), 0, "{table}");
+    }
+    assert_eq!(sealed_under(env.path(), 1), [0, 0, 0]);
+    assert_eq!(sealed_under(env.path(), 2), [20, 20, 20]);
+    let conn = raw(env.path());
+    let mut stmt =
+        conn.prepare("SELECT content, content_hash FROM artifacts WHERE key_id = 2").unwrap();
+    let rows =
+        stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))).unwrap();
+    for row in rows {
+        let (content, hash) = row.unwrap();
+        assert_eq!(hash, blake3::hash(&content).as_bytes());
+    }
+    let audited: i64 = conn
+        .query_row(
+            "SELECT count(DISTINCT resource_type) FROM audit_log WHERE action = 'store.rotate_keys'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 3, "each kind's batches are audited");
+
+    // Key 1 can be retired: with key 2 alone, everything reads back.
+    let only2 = open(env.path(), keyring_2());
+    assert_readable(&only2, &w);
+    only2.shutdown().unwrap();
+}
+
+#[test]
+fn rotation_encrypts_artifacts_and_events_stored_before_encryption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.db");
+    let plain =
+        Store::open(StoreConfig::file(&path).with_encrypt_up_to(None).with_sweep_interval(None))
+            .unwrap();
+    plain.ensure_swarm(&Identity::System, &crate::fixtures::swarm("s1")).unwrap();
+    plain
+        .insert_agent(
+            &Identity::System,
+            swarm_store::NewAgent {
+                id: swarm_acl::AgentId::new("ann").unwrap(),
+                swarm: crate::fixtures::swarm("s1"),
+                name: "ann".into(),
+                agent_type: "t".into(),
+                capabilities: vec![],
+                metadata: json!({}),
+                token_hash: [0; 32],
+                teams: vec![],
+                grants: swarm_acl::Grant::defaults(),
+            },
+        )
+        .unwrap();
+    let ann = Identity::Agent(swarm_acl::AgentId::new("ann").unwrap());
+    let canary = b"CANARY-plain-artifact-7c1e".to_vec();
+    let art = plain.store_artifact(&ann, ArtifactSpec::new("doc", canary.clone())).unwrap();
+    let ev = plain
+        .publish_event(
+            &ann,
+            EventSpec::new("note", json!({ "c": "CANARY-plain-event-93ad" }))
+                .level(AclLevel::Private),
+        )
+        .unwrap();
+    plain.shutdown().unwrap();
+
+    let s = open(&path, crate::fixtures::keyring());
+    // Plaintext at a level the policy encrypts is refused, not trusted, until encrypted.
+    assert!(s.get_artifact(&ann, &art.id).is_err());
+    assert!(s.get_event(&ann, ev.seq).is_err());
+    let report = s.key_report(&Identity::System).unwrap();
+    assert_eq!(report.plaintext, SealedCounts { memory: 0, artifacts: 1, events: 1 });
+    assert_eq!(report.plaintext_at_encrypted_levels, 2);
+    let r = s.rotate_keys(&Identity::System, 10, |_| {}).unwrap();
+    assert_eq!((r.encrypted, r.reencrypted, r.remaining), (2, 0, 0));
+    assert_eq!((r.artifacts.encrypted, r.events.encrypted), (1, 1));
+    assert_eq!(s.get_artifact(&ann, &art.id).unwrap().unwrap().content, canary);
+    assert_eq!(s.get_event(&ann, ev.seq).unwrap().unwrap().payload["c"], "CANARY-plain-event-93ad");
+    assert_eq!(s.key_report(&Identity::System).unwrap().plaintext.total(), 0);
+    // The plaintext hash of the content went with the plaintext.
+    let hash: Vec<u8> = raw(&path)
+        .query_row("SELECT content_hash FROM artifacts WHERE id = ?1", [&art.id], |r| r.get(0))
+        .unwrap();
+    assert_ne!(hash, blake3::hash(&canary).as_bytes());
+    s.shutdown().unwrap();
+    // Freed pages may keep the old bytes until they are reused; VACUUM rewrites the file.
+    raw(&path).execute_batch("VACUUM").unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(!contains(&bytes, "CANARY-plain-artifact-7c1e"));
+    assert!(!contains(&bytes, "CANARY-plain-event-93ad"));
+}
+
+#[test]
+fn the_key_report_finds_an_artifact_or_event_that_does_not_open() {
+    let env = Env::new();
+    let ann = env.agent("ann", "s1", &[]);
+    let s = &env.store;
+    s.set(&ann, &key("s1", "n", "k"), "fine".into(), &SetOptions::new()).unwrap();
+    let art = s.store_artifact(&ann, ArtifactSpec::new("doc", b"sealed".to_vec())).unwrap();
+    let ev = s
+        .publish_event(&ann, EventSpec::new("e", json!({ "x": 1 })).level(AclLevel::Private))
+        .unwrap();
+    let r = s.key_report(&Identity::System).unwrap();
+    assert_eq!((r.keys[0].sample_opens, r.keys[0].unopened.clone()), (Some(true), vec![]));
+    // Flip bits of the last byte (inside the tag) of the artifact and of the event, as
+    // someone with file access could.
+    let conn = raw(env.path());
+    for (table, col, pk, id) in [
+        ("artifacts", "content", "id", rusqlite::types::Value::Text(art.id.clone())),
+        ("events", "payload", "seq", rusqlite::types::Value::Integer(ev.seq as i64)),
+    ] {
+        let mut blob: Vec<u8> = conn
+            .query_row(&format!("SELECT {col} FROM {table} WHERE {pk} = ?1"), [&id], |r| r.get(0))
+            .unwrap();
+        let last = blob.len() - 1;
+        blob[last] ^= 0x55;
+        conn.execute(
+            &format!("UPDATE {table} SET {col} = ?1 WHERE {pk} = ?2"),
+            rusqlite::params![blob, id],
+        )
+        .unwrap();
+    }
+    let r = s.key_report(&Identity::System).unwrap();
+    assert_eq!(r.keys[0].sample_opens, Some(false));
+    assert_eq!(r.keys[0].unopened, [SealedKind::Artifact, SealedKind::Event]);
+    assert!(s.get_artifact(&ann, &art.id).is_err(), "a tampered artifact is an error, not garbage");
+    // Rotation to a new key stops at the damaged row with an error naming it, instead of
+    // sealing something it could not authenticate; what it did before stays done.
+    let s2 = open(env.path(), keyring_1_2());
+    let e = s2.rotate_keys(&Identity::System, 10, |_| {}).unwrap_err();
+    assert!(matches!(e, StoreError::Codec { .. }), "{e}");
+    assert!(e.to_string().contains(&format!("artifact {}", art.id)), "{e}");
+    let r = s2.key_report(&Identity::System).unwrap();
+    assert_eq!(
+        r.keys.iter().map(|k| (k.key_id, k.sealed)).collect::<Vec<_>>(),
+        [
+            (1, SealedCounts { memory: 0, artifacts: 1, events: 1 }),
+            (2, SealedCounts { memory: 1, artifacts: 0, events: 0 }),
+        ]
+    );
+    s2.shutdown().unwrap();
+}
