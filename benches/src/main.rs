@@ -9,6 +9,7 @@
 mod acl;
 mod codec;
 mod concurrency;
+mod coord;
 mod fixture;
 mod harness;
 mod scale;
@@ -21,6 +22,10 @@ use anyhow::{Context as _, bail};
 use crate::harness::{Section, Settings};
 
 fn main() -> anyhow::Result<()> {
+    // A child process of the coord suite: this binary run again by itself.
+    if let Some(role) = coord::child_role() {
+        return coord::child(&role);
+    }
     let mut args = std::env::args().skip(1);
     let mut suites: Vec<String> = Vec::new();
     let mut output = PathBuf::from("target/bench");
@@ -54,6 +59,7 @@ fn main() -> anyhow::Result<()> {
             "store" => store::run(&settings)?,
             "concurrency" => concurrency::run(&settings)?,
             "scale" => scale::run(&settings)?,
+            "coord" => coord::run(&settings)?,
             other => bail!("unknown suite {other} (known: {})", SUITES.join(" ")),
         };
         println!("{}", section.to_markdown());
@@ -68,4 +74,4 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Suites in the order `all` runs them.
-const SUITES: &[&str] = &["codec", "acl", "store", "concurrency", "scale"];
+const SUITES: &[&str] = &["codec", "acl", "store", "concurrency", "scale", "coord"];

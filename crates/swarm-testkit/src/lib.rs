@@ -1,7 +1,7 @@
-//! Test helpers for swarm-memory (dev-only, never published): a real Redis for every test
-//! that needs one, private `redis-server`s that can be killed and restarted for outage
-//! tests, unique names so tests sharing one server never see each other, and child
-//! processes for multi-process tests.
+//! Test helpers for swarm-memory (for tests and the benchmark runner, never published): a
+//! real Redis for every test that needs one, private `redis-server`s that can be killed and
+//! restarted for outage tests, unique names so tests sharing one server never see each
+//! other, and child processes for multi-process tests.
 //!
 //! What it is not: a mock. Tests that need Redis get a real one or fail loudly; this crate
 //! does not depend on the `redis` crate either (it speaks RESP over a `TcpStream`), so what
@@ -53,27 +53,40 @@ impl TestRedis {
     /// Finds or starts a Redis. Panics, saying how to fix it, when neither works: a test
     /// that needs Redis never passes without one.
     pub fn start() -> Self {
-        let url = std::env::var(REDIS_URL_VAR).ok().filter(|u| !u.trim().is_empty());
+        Self::try_start().unwrap_or_else(|e| panic!("no Redis for tests: {e}"))
+    }
+
+    /// As [`TestRedis::start`], but says why as an error instead of panicking, for callers
+    /// that report it their own way (the benchmark runner). The message says how to fix it.
+    pub fn try_start() -> Result<Self, String> {
+        Self::find(std::env::var(REDIS_URL_VAR).ok())
+    }
+
+    /// The Redis at `url` (the value of [`REDIS_URL_VAR`], if set), else at the default URL,
+    /// else a private server. An explicit URL that does not answer is an error rather than a
+    /// reason to start another server: whoever set it meant that one.
+    fn find(url: Option<String>) -> Result<Self, String> {
+        let url = url.filter(|u| !u.trim().is_empty());
         let explicit = url.is_some();
         let url = url.unwrap_or_else(|| DEFAULT_URL.to_owned());
         let addr = RedisAddr::parse(&url)
-            .unwrap_or_else(|| panic!("{REDIS_URL_VAR}={url:?} is not a redis://host:port URL"));
+            .ok_or_else(|| format!("{REDIS_URL_VAR}={url:?} is not a redis://host:port URL"))?;
         let ping = RespClient::connect(&addr, IO_TIMEOUT).and_then(|mut c| c.ping());
         match ping {
-            Ok(true) => return Self { addr, _owned: None },
+            Ok(true) => return Ok(Self { addr, _owned: None }),
             Ok(false) | Err(_) if explicit => {
-                panic!(
+                return Err(format!(
                     "{REDIS_URL_VAR}={url} does not answer PING ({ping:?}); start that Redis or unset {REDIS_URL_VAR}"
-                )
+                ));
             }
             _ => {}
         }
         match PrivateRedis::try_start() {
-            Ok(server) => Self { addr: server.addr(), _owned: Some(server) },
-            Err(e) => panic!(
-                "no Redis for tests: nothing answers PING at {url} and `redis-server` could not be started ({e}). \
+            Ok(server) => Ok(Self { addr: server.addr(), _owned: Some(server) }),
+            Err(e) => Err(format!(
+                "nothing answers PING at {url} and `redis-server` could not be started ({e}). \
                  Install Redis (`apt-get install redis-server`) or set {REDIS_URL_VAR} to a running server."
-            ),
+            )),
         }
     }
 
@@ -273,6 +286,19 @@ mod tests {
         assert_eq!(server.port(), port);
         assert!(server.is_running());
         assert!(RespClient::connect(&server.addr(), IO_TIMEOUT).unwrap().ping().unwrap());
+    }
+
+    #[test]
+    fn an_explicit_url_that_does_not_answer_is_an_error_naming_the_variable() {
+        // Port 1 is privileged and never a Redis; nothing is started in its place.
+        let Err(e) = TestRedis::find(Some("redis://127.0.0.1:1".into())) else {
+            panic!("found a Redis on port 1")
+        };
+        assert!(e.contains(REDIS_URL_VAR) && e.contains("does not answer PING"), "{e}");
+        let Err(e) = TestRedis::find(Some("http://127.0.0.1:6379".into())) else {
+            panic!("accepted an http URL")
+        };
+        assert!(e.contains("is not a redis://host:port URL"), "{e}");
     }
 
     #[test]
