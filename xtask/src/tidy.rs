@@ -43,6 +43,7 @@ const STORE: &str = "swarm-store";
 const REGISTRY: &str = "swarm-registry";
 const COORD: &str = "swarm-coord";
 const MEMORY: &str = "swarm-memory";
+const MCP: &str = "swarm-mcp";
 const CLI: &str = "swarm-cli";
 const TESTKIT: &str = "swarm-testkit";
 
@@ -59,13 +60,18 @@ const LAYERS: &[Layer] = &[
     // Coordination knows messages and principals, never the database.
     Layer { name: COORD, may_use: Allowed::Only(&[ACL, CODEC]) },
     Layer { name: MEMORY, may_use: Allowed::Only(&[STORE, REGISTRY, COORD, ACL, CODEC, SCHEMA]) },
+    // The MCP server adapts the umbrella for LLM clients; only the command serves it.
     Layer {
-        name: CLI,
+        name: MCP,
         may_use: Allowed::Only(&[MEMORY, STORE, REGISTRY, COORD, ACL, CODEC, SCHEMA]),
     },
-    Layer { name: TESTKIT, may_use: Allowed::AnyExcept(&[CLI]) },
-    Layer { name: "xtask", may_use: Allowed::AnyExcept(&[]) },
-    Layer { name: "swarm-bench", may_use: Allowed::AnyExcept(&[]) },
+    Layer {
+        name: CLI,
+        may_use: Allowed::Only(&[MCP, MEMORY, STORE, REGISTRY, COORD, ACL, CODEC, SCHEMA]),
+    },
+    Layer { name: TESTKIT, may_use: Allowed::AnyExcept(&[CLI, MCP]) },
+    Layer { name: "xtask", may_use: Allowed::AnyExcept(&[MCP]) },
+    Layer { name: "swarm-bench", may_use: Allowed::AnyExcept(&[MCP]) },
 ];
 
 /// Outside crates that exactly one crate may depend on directly (normal dependencies).
@@ -75,6 +81,7 @@ const OWNED: &[(&str, &str)] = &[
     ("r2d2_sqlite", STORE),
     ("libsqlite3-sys", STORE),
     ("redis", COORD),
+    ("rmcp", MCP),
 ];
 
 /// Exceptions to `OWNED`: the benchmark crate measures our figures beside the raw
@@ -424,7 +431,17 @@ mod tests {
                     (TESTKIT, Dev),
                 ],
             ),
-            package(CLI, &[(MEMORY, Normal), (STORE, Normal), ("clap", Normal), (TESTKIT, Dev)]),
+            package(MCP, &[(MEMORY, Normal), (STORE, Normal), ("rmcp", Normal), ("tokio", Normal)]),
+            package(
+                CLI,
+                &[
+                    (MCP, Normal),
+                    (MEMORY, Normal),
+                    (STORE, Normal),
+                    ("clap", Normal),
+                    (TESTKIT, Dev),
+                ],
+            ),
             package(
                 TESTKIT,
                 &[(MEMORY, Normal), (STORE, Normal), (COORD, Normal), ("tempfile", Normal)],
@@ -481,6 +498,12 @@ mod tests {
             (CLI, "r2d2", "only swarm-store may depend on r2d2"),
             (TESTKIT, CLI, "swarm-testkit may not depend on swarm-cli"),
             ("xtask", "r2d2_sqlite", "only swarm-store may depend on r2d2_sqlite"),
+            (MEMORY, MCP, "swarm-memory may depend only on"),
+            (STORE, MCP, "swarm-store may depend only on"),
+            (TESTKIT, MCP, "swarm-testkit may not depend on swarm-mcp"),
+            ("xtask", MCP, "xtask may not depend on swarm-mcp"),
+            (MCP, CLI, "swarm-mcp may depend only on"),
+            (CLI, "rmcp", "only swarm-mcp may depend on rmcp"),
         ];
         for (krate, dep, reason) in cases {
             let v = only_violation(&with_edge(krate, dep, Normal));
