@@ -14,6 +14,8 @@
 //!
 //! Each agent authenticates with the token it was issued, as a separate process would.
 
+#![allow(clippy::print_stdout)] // An example: printing is its output.
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -27,6 +27,11 @@ pub enum Error {
     /// The system was shut down.
     #[error("the memory system is shut down")]
     Closed,
+    /// A benchmark run could not be completed: its scratch directory or report file could
+    /// not be written, or a measured operation gave a wrong answer (which would make its
+    /// figure meaningless).
+    #[error("benchmark: {0}")]
+    Bench(String),
 }
 
 impl From<swarm_acl::AclError> for Error {

@@ -44,6 +44,12 @@ pub fn read_or_create_secret(path: &Path) -> Result<swarm_coord::SwarmSecret> {
             Err(e) => return Err(e),
         }
     }
+    read_secret(path)
+}
+
+/// Reads the swarm secret from an existing secret file (refused when group or others may
+/// read it), without ever creating one.
+pub fn read_secret(path: &Path) -> Result<swarm_coord::SwarmSecret> {
     check_permissions(path)?;
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(path)
@@ -133,6 +139,27 @@ const HEADER: &str = "# swarm-memory key file: one key per line, \"<key id> <64 
 # The last key is the active one. Keep this file private (mode 0600) and back it up\n\
 # separately from the database: without it, encrypted records cannot be read.\n";
 
+/// Writes `bytes` to a new file at `path`, readable by its owner only (mode 0600), synced
+/// to disk. Never replaces a file: an existing `path` is an error.
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| Error::Key(format!("cannot create {}: {e}", path.display())))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(Error::Key(format!("cannot write {}: {e}", path.display())));
+    }
+    Ok(())
+}
+
 fn write_new(path: &Path, text: &str) -> Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -147,6 +174,12 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| Error::Key(format!("cannot write key file {}: {e}", path.display())))
+}
+
+/// Refuses a key or secret file that group or others may access (on Unix): such a file
+/// may already have leaked, and copying or using it would hide that.
+pub fn check_private(path: &Path) -> Result<()> {
+    check_permissions(path)
 }
 
 fn check_permissions(path: &Path) -> Result<()> {

@@ -43,20 +43,36 @@
 //! must use [`SwarmMemory::authenticate`].
 
 mod adapter;
+mod bench;
 mod config;
 mod coordination;
 mod error;
 mod events;
 pub mod keyfile;
+mod restore;
 mod system;
 
 pub use adapter::MemoryAdapter;
+pub use bench::{
+    AclPerformance, BackupFigures, BasicOperations, BenchOptions, BenchProgress, BenchReport,
+    BenchResults, BenchSettings, Compared, Compression, ConcurrentOperations, Encryption,
+    LargeValues, MAX_CONCURRENCY, MAX_ITERATIONS, MAX_NAMESPACES, MAX_TTL, Namespaces, ProgressFn,
+    REPORT_FORMAT, Timing, TtlFigures, Units,
+};
 pub use config::{Builder, DEFAULT_DB_PATH, DEFAULT_NODE_ID, DEFAULT_SWARM_ID, KeySource};
 pub use coordination::{Backend, RemoteChange};
 pub use error::{Error, Result};
 pub use events::SystemEvent;
+pub use keyfile::{key_file_for, secret_file_for};
+pub use restore::{FileOutcome, RestoreOptions, RestoreReport};
 pub use swarm_coord::{Health as CoordinationHealth, ParticipantStatus, Presence, RedisConfig};
 pub use system::{Session, SwarmMemory, SystemMetrics};
+// Key rotation over every sealed column, persisted metrics, status names.
+pub use swarm_acl::{Rfc3339, UtcDateTime};
+pub use swarm_store::{
+    KindRotation, MAX_METRICS_LIMIT, MetricKind, MetricSample, MetricsQuery, SealedCounts,
+    SealedKind,
+};
 
 pub use swarm_acl::{
     AclLevel, Action, AgentId, Grant, Identity, ResourceType, SwarmId, TeamId, Timestamp,
@@ -64,12 +80,12 @@ pub use swarm_acl::{
 pub use swarm_registry::{AgentSpec, DefaultGrants, Registered, Registry, RegistryError, Token};
 pub use swarm_store::{
     AgentFilter, AgentRecord, AgentStatus, AgentUpdate, Artifact, ArtifactFilter, ArtifactInfo,
-    ArtifactSpec, Assignee, AuditRow, BackupMethod, BackupReport, Ballot, ChainProblem,
-    ChangeEvent, ChangeFilter, Claim, Completion, Conflict, ConflictFilter, Delivery, Dependency,
-    DependencyKind, Durability, Event, EventPage, EventSpec, EventStatus, Expect, GrantRecord, Key,
-    KeyPattern, KeyReport, KeyUse, ListQuery, MemoryStats, MetricsSnapshot, MigrationReport,
-    Namespace, Op, OpenError, OptimizeReport, PragmaReport, Progress, Record, RecordKey,
-    RecordMeta, RotationReport, Round, RoundSpec, RoundStatus, SetOptions, Store, StoreError,
-    Strategy, SwarmRecord, Task, TaskChanges, TaskFilter, TaskSpec, TaskStatus, TeamRecord, Value,
-    VerifyReport, Vote, VoteOutcome, Written,
+    ArtifactSpec, Assignee, AuditPage, AuditQuery, AuditRow, BackupMethod, BackupReport, Ballot,
+    ChainProblem, ChangeEvent, ChangeFilter, Claim, Completion, Conflict, ConflictFilter, Delivery,
+    Dependency, DependencyKind, Durability, Event, EventPage, EventSpec, EventStatus, Expect,
+    GrantRecord, Key, KeyPattern, KeyReport, KeyUse, ListQuery, MemoryStats, MetricsSnapshot,
+    MigrationReport, Namespace, Op, OpenError, OptimizeReport, PragmaReport, Progress, Record,
+    RecordKey, RecordMeta, RotationReport, Round, RoundSpec, RoundStatus, SetOptions, Store,
+    StoreError, Strategy, SwarmRecord, Task, TaskChanges, TaskFilter, TaskSpec, TaskStatus,
+    TeamRecord, Value, VerifyReport, Vote, VoteOutcome, Written,
 };

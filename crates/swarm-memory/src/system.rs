@@ -224,7 +224,7 @@ impl SwarmMemory {
         self.inner.benchmark_output_dir.as_deref()
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Relaxed) { Err(Error::Closed) } else { Ok(()) }
     }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use swarm_memory::*;
 
+mod bench;
 mod coordination;
+mod restore;
 
 fn open(dir: &tempfile::TempDir) -> SwarmMemory {
     SwarmMemory::builder().path(dir.path().join("s.db")).sweep_interval(None).open().unwrap()
