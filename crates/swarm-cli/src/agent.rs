@@ -1,6 +1,6 @@
 //! `agent ...`: registering and managing agents, as the system principal.
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::json;
 use swarm_memory::{
     AgentFilter, AgentId, AgentRecord, AgentSpec, AgentStatus, AgentUpdate, DefaultGrants,
@@ -65,22 +65,8 @@ pub(crate) struct RegisterArgs {
     no_default_grants: bool,
 }
 
-/// Status values an agent list can filter on.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum StatusFilter {
-    Active,
-    Inactive,
-    Suspended,
-    Terminated,
-}
-
 /// Status values an operator can set (`terminated` is `agent remove`).
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum NewStatus {
-    Active,
-    Inactive,
-    Suspended,
-}
+const SETTABLE_STATUSES: &[&str] = &["active", "inactive", "suspended"];
 
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
@@ -91,8 +77,8 @@ pub(crate) struct ListArgs {
     #[arg(long)]
     team: Option<TeamId>,
     /// Only agents with this status
-    #[arg(long, value_enum)]
-    status: Option<StatusFilter>,
+    #[arg(long, value_parser = input::one_of(AgentStatus::NAMES, AgentStatus::parse))]
+    status: Option<AgentStatus>,
     /// Only agents with this capability
     #[arg(long, value_name = "C")]
     capability: Option<String>,
@@ -109,8 +95,8 @@ pub(crate) struct UpdateArgs {
     #[arg(long = "type", value_name = "TYPE")]
     agent_type: Option<String>,
     /// New status; anything but active stops the agent from acting at once
-    #[arg(long, value_enum)]
-    status: Option<NewStatus>,
+    #[arg(long, value_parser = input::one_of(SETTABLE_STATUSES, AgentStatus::parse))]
+    status: Option<AgentStatus>,
     /// Capabilities, replacing the current ones (repeatable)
     #[arg(long = "capability", value_name = "C")]
     capabilities: Vec<String>,
@@ -173,12 +159,7 @@ fn list(system: &SwarmMemory, g: &Global, a: ListArgs) -> Result<Reply> {
     let filter = AgentFilter {
         swarm: g.swarm.clone(),
         agent_type: a.agent_type,
-        status: a.status.map(|s| match s {
-            StatusFilter::Active => AgentStatus::Active,
-            StatusFilter::Inactive => AgentStatus::Inactive,
-            StatusFilter::Suspended => AgentStatus::Suspended,
-            StatusFilter::Terminated => AgentStatus::Terminated,
-        }),
+        status: a.status,
         team: a.team,
         capability: a.capability,
     };
@@ -253,11 +234,7 @@ fn update(system: &SwarmMemory, a: UpdateArgs) -> Result<Reply> {
         agent_type: a.agent_type,
         capabilities: (!a.capabilities.is_empty()).then_some(a.capabilities),
         metadata: a.metadata.as_deref().map(parse_metadata).transpose()?,
-        status: a.status.map(|s| match s {
-            NewStatus::Active => AgentStatus::Active,
-            NewStatus::Inactive => AgentStatus::Inactive,
-            NewStatus::Suspended => AgentStatus::Suspended,
-        }),
+        status: a.status,
     };
     let nothing = change.name.is_none()
         && change.agent_type.is_none()

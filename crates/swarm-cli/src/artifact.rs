@@ -60,7 +60,8 @@ pub(crate) struct GetArgs {
     /// The artifact's name, or the id of one version (`art_...`)
     #[arg(value_name = "NAME_OR_ID")]
     name: String,
-    /// This version of the named artifact instead of the newest
+    /// This version of the named artifact instead of the newest (the most recently stored
+    /// one, when writers who could not see each other's versions made several)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     version: Option<u64>,
     /// Write the content to this file (created or replaced) instead of stdout

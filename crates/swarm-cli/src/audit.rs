@@ -1,8 +1,9 @@
-//! `audit verify` and `audit tail`: the hash-chained audit trail, as the system principal.
+//! `audit verify`, `audit tail` and `audit query`: the hash-chained audit trail, as the
+//! system principal.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::json;
-use swarm_memory::{ChainProblem, Identity, SwarmMemory, VerifyReport};
+use swarm_memory::{AuditQuery, AuditRow, ChainProblem, Identity, SwarmMemory, VerifyReport};
 
 use crate::exit::{CliError, Result};
 use crate::output::{self, Reply, to_json};
@@ -17,12 +18,41 @@ pub(crate) enum AuditCommand {
         #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
         n: u64,
     },
+    /// Print the audit rows matching filters, oldest first, a page at a time
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueryArgs {
+    /// Rows from this many seconds ago on
+    #[arg(long, value_name = "SECS")]
+    since: Option<u64>,
+    /// Rows older than this many seconds ago
+    #[arg(long, value_name = "SECS")]
+    until: Option<u64>,
+    /// Rows of this actor (an agent id, or `system`)
+    #[arg(long, value_name = "ID")]
+    actor: Option<String>,
+    /// Rows of this action, such as `memory.set` or `grant`
+    #[arg(long, value_name = "ACTION")]
+    action: Option<String>,
+    /// Rows with this outcome
+    #[arg(long, value_parser = ["ok", "denied", "conflict", "error"])]
+    outcome: Option<String>,
+    /// Rows after this sequence number (the `next` of the previous page)
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    after: u64,
+    /// At most this many rows (1-1000)
+    #[arg(short = 'n', long = "limit", value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
 }
 
 pub(crate) fn run(system: &SwarmMemory, c: AuditCommand) -> Result<Reply> {
     match c {
         AuditCommand::Verify => verify(system),
         AuditCommand::Tail { n } => tail(system, n),
+        AuditCommand::Query(a) => query(system, &a),
     }
 }
 
@@ -91,6 +121,48 @@ fn verify(system: &SwarmMemory) -> Result<Reply> {
 
 fn tail(system: &SwarmMemory, n: u64) -> Result<Reply> {
     let rows = system.store().audit_tail(&Identity::System, n)?;
+    let text =
+        if rows.is_empty() { "the audit trail is empty".to_owned() } else { rows_table(&rows) };
+    Ok(Reply::new(json!({ "rows": to_json(&rows)? }), text))
+}
+
+fn query(system: &SwarmMemory, a: &QueryArgs) -> Result<Reply> {
+    let now = system.store().now().as_millis();
+    let ago = |flag: &str, secs: u64| -> Result<i64> {
+        secs.checked_mul(1000)
+            .and_then(|ms| i64::try_from(ms).ok())
+            .map(|ms| now.saturating_sub(ms))
+            .ok_or_else(|| CliError::usage(format!("{flag} is too far back")))
+    };
+    let mut q = AuditQuery::new().after(a.after).limit(usize::from(a.limit));
+    if let Some(s) = a.since {
+        q = q.since(ago("--since", s)?);
+    }
+    if let Some(u) = a.until {
+        q = q.until(ago("--until", u)?);
+    }
+    if let Some(actor) = &a.actor {
+        q = q.actor(actor);
+    }
+    if let Some(action) = &a.action {
+        q = q.action(action);
+    }
+    if let Some(outcome) = &a.outcome {
+        q = q.outcome(outcome);
+    }
+    let page = system.store().audit_query(&Identity::System, &q)?;
+    let mut text = if page.rows.is_empty() {
+        "no matching audit rows".to_owned()
+    } else {
+        rows_table(&page.rows)
+    };
+    if let Some(n) = page.next {
+        text.push_str(&format!("\nmore: run again with --after {n}"));
+    }
+    Ok(Reply::new(json!({ "rows": to_json(&page.rows)?, "next": page.next }), text))
+}
+
+fn rows_table(rows: &[AuditRow]) -> String {
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -104,10 +176,5 @@ fn tail(system: &SwarmMemory, n: u64) -> Result<Reply> {
             ]
         })
         .collect();
-    let text = if rows.is_empty() {
-        "the audit trail is empty".to_owned()
-    } else {
-        output::table(&["SEQ", "TIME", "ACTOR", "ACTION", "RESOURCE", "OUTCOME"], &table)
-    };
-    Ok(Reply::new(json!({ "rows": to_json(&rows)? }), text))
+    output::table(&["SEQ", "TIME", "ACTOR", "ACTION", "RESOURCE", "OUTCOME"], &table)
 }

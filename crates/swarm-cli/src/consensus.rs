@@ -51,26 +51,6 @@ impl StrategyArg {
     }
 }
 
-/// Round statuses to filter on.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum StatusArg {
-    Open,
-    Achieved,
-    Failed,
-    Expired,
-}
-
-impl StatusArg {
-    fn get(self) -> RoundStatus {
-        match self {
-            StatusArg::Open => RoundStatus::Open,
-            StatusArg::Achieved => RoundStatus::Achieved,
-            StatusArg::Failed => RoundStatus::Failed,
-            StatusArg::Expired => RoundStatus::Expired,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub(crate) struct ProposeArgs {
     /// What kind of thing is decided, such as `task` or `deploy`
@@ -130,8 +110,8 @@ pub(crate) struct VoteArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
     /// Only rounds with this status
-    #[arg(long, value_enum)]
-    status: Option<StatusArg>,
+    #[arg(long, value_parser = input::one_of(RoundStatus::NAMES, RoundStatus::parse))]
+    status: Option<RoundStatus>,
     /// Print at most this many
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
     limit: u64,
@@ -263,7 +243,7 @@ fn list(ctx: &AgentCtx, a: ListArgs) -> Result<Reply> {
     let rounds = ctx.store().list_rounds(
         ctx.identity(),
         Some(ctx.read_swarm()),
-        a.status.map(StatusArg::get),
+        a.status,
         usize::try_from(a.limit).unwrap_or(1000),
     )?;
     let rows: Vec<Vec<String>> = rounds

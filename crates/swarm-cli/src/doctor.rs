@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use swarm_memory::{Identity, KeyReport, PragmaReport, SwarmMemory};
+use swarm_memory::{Identity, KeyReport, PragmaReport, SealedKind, SwarmMemory, keyfile};
 
 use crate::audit;
 use crate::exit::{CliError, Result};
@@ -36,8 +36,20 @@ struct KeyCheck {
     /// `file`, `environment` or `generated` (an in-memory database's throwaway key).
     source: &'static str,
     key_file: Option<String>,
+    /// Keys of the key file that seal nothing any more (retirable once no backup that may
+    /// be restored needs them).
+    unused_key_ids: Vec<u32>,
     #[serde(flatten)]
     report: KeyReport,
+}
+
+/// A kind of sealed record for sentences.
+fn kind_name(kind: SealedKind) -> &'static str {
+    match kind {
+        SealedKind::Memory => "memory record",
+        SealedKind::Artifact => "artifact",
+        SealedKind::Event => "event payload",
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -118,25 +130,41 @@ fn gather(system: &SwarmMemory) -> Result<Report> {
     for k in &keys.keys {
         if !k.available {
             problems.push(format!(
-                "{} records are sealed with key {}, which the keyring does not hold",
-                k.records, k.key_id
+                "{} records ({}) are sealed with key {}, which the keyring does not hold",
+                k.records,
+                output::sealed_counts(&k.sealed),
+                k.key_id
             ));
-        } else if k.sample_opens == Some(false) {
+        }
+        for kind in &k.unopened {
             problems.push(format!(
-                "a record sealed with key {} does not open: wrong key or tampered data",
+                "a{} {} sealed with key {} does not open: wrong key or tampered data",
+                if *kind == SealedKind::Artifact { "n" } else { "" },
+                kind_name(*kind),
                 k.key_id
             ));
         }
     }
     let key_ok = problems.len() == key_problems_before;
+    // Keys of the key file that no record needs: the report says so, so an operator can
+    // tell when an old key may go.
+    let unused_key_ids: Vec<u32> = match system.key_file() {
+        Some(f) => keyfile::read(f)?
+            .ids()
+            .map(|id| id.get())
+            .filter(|id| Some(*id) != keys.active && !keys.keys.iter().any(|k| k.key_id == *id))
+            .collect(),
+        None => Vec::new(),
+    };
     let redis = redis_check(system);
     if let Some(e) = &redis.error {
         problems.push(format!("redis is configured but unreachable: {e}"));
     }
     if keys.plaintext_at_encrypted_levels > 0 {
         warnings.push(format!(
-            "{} records at encrypted levels are stored in plaintext (written before encryption was configured)",
-            keys.plaintext_at_encrypted_levels
+            "{} records at encrypted levels are stored in plaintext ({}; written before encryption was configured): `swarm-memory rotate-key --resume` encrypts them",
+            keys.plaintext_at_encrypted_levels,
+            output::sealed_counts(&keys.plaintext)
         ));
     }
     if let Some(problem) = &verify.problem {
@@ -158,6 +186,7 @@ fn gather(system: &SwarmMemory) -> Result<Report> {
             ok: key_ok,
             source,
             key_file: system.key_file().map(|k| k.display().to_string()),
+            unused_key_ids,
             report: keys,
         },
         audit: audit::report_json(&verify)?,
@@ -174,7 +203,7 @@ fn render(r: &Report) -> String {
     let ok = |b: bool| if b { "ok" } else { "FAILED" };
     let sealed: u64 = r.key.report.keys.iter().map(|k| k.records).sum();
     let key = format!(
-        "{} ({}, active key {}, {sealed} encrypted records)",
+        "{} ({}, active key {}, {sealed} encrypted records{})",
         ok(r.key.ok),
         match &r.key.key_file {
             Some(f) => format!("key file {f}"),
@@ -183,6 +212,11 @@ fn render(r: &Report) -> String {
             None => "from SQLITE_ENCRYPTION_KEY".to_owned(),
         },
         r.key.report.active.map_or("none".to_owned(), |k| k.to_string()),
+        if r.key.unused_key_ids.is_empty() {
+            String::new()
+        } else {
+            format!(", unused keys {}", output::list(&r.key.unused_key_ids))
+        },
     );
     let audit_ok = r.audit["intact"].as_bool().unwrap_or(false);
     let audit = format!(
@@ -219,6 +253,32 @@ fn render(r: &Report) -> String {
             },
         ),
     ]);
+    if !r.key.report.keys.is_empty() {
+        text.push_str("keys:\n");
+        let rows: Vec<Vec<String>> = r
+            .key
+            .report
+            .keys
+            .iter()
+            .map(|k| {
+                vec![
+                    k.key_id.to_string(),
+                    k.sealed.memory.to_string(),
+                    k.sealed.artifacts.to_string(),
+                    k.sealed.events.to_string(),
+                    match (k.available, k.sample_opens) {
+                        (false, _) => "MISSING".to_owned(),
+                        (true, Some(false)) => "DOES NOT OPEN".to_owned(),
+                        (true, _) => "ok".to_owned(),
+                    },
+                ]
+            })
+            .collect();
+        for line in output::table(&["KEY", "MEMORY", "ARTIFACTS", "EVENTS", "STATE"], &rows).lines()
+        {
+            text.push_str(&format!("  {line}\n"));
+        }
+    }
     let rows: Vec<Vec<String>> =
         r.tables.iter().map(|(t, n)| vec![t.clone(), n.to_string()]).collect();
     text.push_str("tables:\n");

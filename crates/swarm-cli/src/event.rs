@@ -161,16 +161,6 @@ fn not_found(seq: u64) -> CliError {
     CliError::not_found(format!("event {seq} not found"))
 }
 
-/// The status's name (as in JSON).
-fn status_name(s: EventStatus) -> &'static str {
-    match s {
-        EventStatus::Pending => "pending",
-        EventStatus::Claimed => "claimed",
-        EventStatus::Acked => "acked",
-        EventStatus::Dead => "dead",
-    }
-}
-
 /// An event on one line: `seq type from source: payload`.
 fn line(e: &Event) -> String {
     format!(
@@ -194,7 +184,7 @@ fn describe(e: &Event) -> String {
         ("level", output::level(e.level)),
         ("team", output::opt(e.team.as_ref())),
         ("parent", output::opt(e.parent)),
-        ("status", status_name(e.status).to_owned()),
+        ("status", e.status.as_str().to_owned()),
         ("attempts", format!("{} of {} retries", e.attempts, e.max_retries)),
         ("last error", output::opt(e.last_error.as_ref())),
         ("published", output::time(e.created_at.as_millis())),
@@ -312,9 +302,9 @@ fn ack(ctx: &AgentCtx, a: AckArgs) -> Result<Reply> {
 fn fail(ctx: &AgentCtx, a: FailArgs) -> Result<Reply> {
     ctx.store().fail_event(ctx.identity(), &a.consumer.consumer, a.seq, a.attempt, &a.error)?;
     // Whether it will be offered again or is dead now.
-    let status = ctx.store().get_event(ctx.identity(), a.seq)?.map(|e| status_name(e.status));
+    let status = ctx.store().get_event(ctx.identity(), a.seq)?.map(|e| e.status);
     let text = match status {
-        Some("dead") => format!("event {} failed for good: it is dead", a.seq),
+        Some(EventStatus::Dead) => format!("event {} failed for good: it is dead", a.seq),
         _ => format!("event {} failed: it will be offered again", a.seq),
     };
     let doc = json!({ "seq": a.seq, "attempt": a.attempt, "status": status });

@@ -58,11 +58,6 @@ impl CliError {
         Self::new(Code::Failure, "io", format!("{}: {e}", path.display()))
     }
 
-    /// A key that does not fit the database (exit 1, like the umbrella's key errors).
-    pub(crate) fn key(message: impl Into<String>) -> Self {
-        Self::new(Code::Failure, "key", message)
-    }
-
     /// Anything else that went wrong in this process (exit 1).
     pub(crate) fn other(message: impl Into<String>) -> Self {
         Self::new(Code::Failure, "failure", message)
@@ -157,6 +152,7 @@ impl From<Error> for CliError {
             Error::Config(_) => (Code::Usage, "invalid_input"),
             Error::Coordination(_) => (Code::Failure, "coordination"),
             Error::Key(_) => (Code::Failure, "key"),
+            Error::Bench(_) => (Code::Failure, "bench"),
             Error::Open(o) => open_code(o),
             Error::Store(s) => store_code(s),
             Error::Registry(r) => registry_code(r),

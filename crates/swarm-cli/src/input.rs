@@ -11,6 +11,17 @@ use swarm_memory::{Store, Timestamp};
 
 use crate::exit::{CliError, Result};
 
+/// A clap parser for one of the library's names (`RoundStatus::NAMES` parsed by
+/// `RoundStatus::parse`): `--help` lists them, and the value is the library's type.
+pub(crate) fn one_of<T: Clone + Send + Sync + 'static>(
+    names: &'static [&'static str],
+    parse: fn(&str) -> std::result::Result<T, swarm_memory::StoreError>,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names.iter().copied())
+        .try_map(move |s: String| parse(&s))
+}
+
 /// A JSON object given to `flag` (`--metadata`, `--config`).
 pub(crate) fn json_object(flag: &str, text: &str) -> Result<Json> {
     let v = json_value(flag, text)?;

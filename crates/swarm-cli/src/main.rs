@@ -21,6 +21,7 @@ mod admin;
 mod agent;
 mod artifact;
 mod audit;
+mod bench;
 mod conflict;
 mod consensus;
 mod demo;
@@ -28,6 +29,7 @@ mod doctor;
 mod event;
 mod exit;
 mod input;
+mod mcp;
 mod memory;
 mod open;
 mod ops;
@@ -228,20 +230,28 @@ enum Command {
     Conflict(conflict::ConflictCommand),
     /// Write a consistent copy of the database while it is in use
     Backup(ops::BackupArgs),
-    /// Restore a backup into a new database file, with its key file beside it
+    /// Restore a backup into a new database file, with its key file and swarm secret beside it
     Restore(ops::RestoreArgs),
     /// Checkpoint the WAL, analyze, purge expired records
     Optimize,
-    /// Add a new key to the key file and re-encrypt every memory record under it
+    /// Add a new key to the key file and re-encrypt every memory record, artifact and event
+    /// payload under it
     RotateKey(ops::RotateArgs),
-    /// Print the store's metrics and row counts (--prometheus for scraping)
+    /// Print the store's metrics and row counts (--prometheus for scraping, --history for
+    /// the snapshots persisted over time)
     Metrics(ops::MetricsArgs),
     /// Verify and read the audit trail
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Measure the seed's benchmark figures with this database's settings, on a scratch
+    /// database beside it (never in it), each beside raw SQLite measured in the same run
+    Bench(bench::BenchArgs),
     /// Run a realistic scenario on a temporary database: swarm, teams, agents, memory at
     /// every level, TTL, counters, tasks, events, consensus, audit (no set-up, no Redis)
     Demo(demo::DemoArgs),
+    /// Serve MCP (Model Context Protocol) on stdin/stdout as the agent named by
+    /// SWARM_AGENT_ID and SWARM_AGENT_TOKEN, for LLM clients (see docs/MCP.md)
+    Mcp(mcp::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -315,6 +325,8 @@ fn run(cli: Cli) -> Result<Reply> {
         Command::Mset(a) => open::with_agent(g, "mset", |ctx| memory::mset(ctx, a)),
         Command::Stats => open::with_agent(g, "stats", memory::stats),
         Command::Watch(a) => open::with_agent(g, "watch", |ctx| memory::watch(ctx, a)),
+        Command::Mcp(a) => mcp::run(g, &a),
+        Command::Bench(a) => open::with_system(g, Db::FileOrMemory, "bench", |s| bench::run(s, &a)),
         Command::Demo(a) => demo::run(a, g.json),
     }
 }

@@ -3,14 +3,18 @@
 //!
 //! The key is never in the database: a backup holds encrypted values that only the key
 //! file (or `SQLITE_ENCRYPTION_KEY`) of the original database opens, so `backup` reminds
-//! of it and `restore` puts the key file beside the restored database when it can.
+//! of it, and `restore` (through `SwarmMemory::restore`) puts the key file and the swarm
+//! secret file beside the restored database when it can.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::{Value as Json, json};
-use swarm_memory::{BackupMethod, BackupReport, Identity, MetricsSnapshot, SwarmMemory, keyfile};
+use swarm_memory::{
+    BackupMethod, BackupReport, FileOutcome, Identity, MAX_METRICS_LIMIT, MetricsQuery,
+    MetricsSnapshot, RestoreOptions, SealedKind, SwarmMemory, keyfile,
+};
 
 use crate::Global;
 use crate::exit::{CliError, Result};
@@ -20,6 +24,8 @@ use crate::progress::Bar;
 
 /// The environment variable that holds the key instead of a key file.
 const KEY_ENV: &str = "SQLITE_ENCRYPTION_KEY";
+/// The environment variable that holds the swarm secret instead of a secret file.
+const SECRET_ENV: &str = "SWARM_SECRET";
 
 /// Whether the key comes from the environment (as the umbrella's builder reads it).
 fn key_from_env() -> bool {
@@ -60,6 +66,22 @@ pub(crate) struct MetricsArgs {
     /// Print the Prometheus text exposition format instead
     #[arg(long)]
     prometheus: bool,
+    /// Print the metrics the store persisted over time instead: snapshots taken every
+    /// minute while a process has the database open, and when it closes it (unless
+    /// ENABLE_PERFORMANCE_MONITORING=false)
+    #[arg(long, conflicts_with = "prometheus")]
+    history: bool,
+    /// With --history: only samples of the last SECS seconds
+    #[arg(long, value_name = "SECS", requires = "history", value_parser = clap::value_parser!(u64).range(1..))]
+    since: Option<u64>,
+    /// With --history: only this figure (`operations`, `operation_latency_ns`,
+    /// `database_bytes`, ...)
+    #[arg(long, value_name = "N", requires = "history")]
+    name: Option<String>,
+    /// With --history: at most N samples, the newest
+    #[arg(long, value_name = "N", requires = "history", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    limit: u64,
 }
 
 fn report_pairs(r: &BackupReport) -> Vec<(&'static str, String)> {
@@ -80,7 +102,7 @@ pub(crate) fn backup(system: &SwarmMemory, a: &BackupArgs) -> Result<Reply> {
         system.store().backup(&Identity::System, &a.path, method, |p| bar.show(p))?
     };
     let key_file = system.key_file().map(|k| k.display().to_string());
-    let reminder = match &key_file {
+    let mut reminder = match &key_file {
         Some(k) => format!(
             "the backup holds encrypted values but not their key: keep a copy of the key file {k} with it"
         ),
@@ -88,6 +110,15 @@ pub(crate) fn backup(system: &SwarmMemory, a: &BackupArgs) -> Result<Reply> {
             "the backup holds encrypted values but not their key: keep the {KEY_ENV} it was written with"
         ),
     };
+    if let Some(db) = system.database()
+        && std::env::var(SECRET_ENV).map_or(true, |v| v.trim().is_empty())
+    {
+        let _ = write!(
+            reminder,
+            ", and of the swarm secret file {} (`restore` copies both when they lie beside the backup)",
+            keyfile::secret_file_for(db).display()
+        );
+    }
     let text =
         format!("backed up to {}\n{}", a.path.display(), output::fields(&report_pairs(&report)));
     let doc = json!({
@@ -99,36 +130,52 @@ pub(crate) fn backup(system: &SwarmMemory, a: &BackupArgs) -> Result<Reply> {
     Ok(Reply::new(doc, text).note(reminder))
 }
 
-/// What `restore` did about the key.
-enum KeyAction {
-    /// The key comes from the environment: nothing to copy.
-    Environment,
-    /// A key file already was beside the restored database.
-    Present,
-    /// Copied from this key file.
-    Copied(PathBuf),
-    /// No key file found to copy.
-    Missing,
-}
-
-/// Copies `from` to the new file `to` with mode 0600 (never replacing a file).
-fn copy_key_file(from: &Path, to: &Path) -> Result<()> {
-    let bytes = std::fs::read(from).map_err(|e| CliError::io(from, &e))?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+/// One file of a restore for the report: text for people, JSON, a note, and whether the
+/// note is a warning.
+fn file_outcome(
+    what: &str,
+    env_var: &str,
+    o: &FileOutcome,
+) -> (String, Json, Option<(String, bool)>) {
+    match o {
+        FileOutcome::Copied { from, to } => (
+            format!("{} (copied from {}, mode 0600)", to.display(), from.display()),
+            json!({ "source": "file", "action": "copied", "path": to.display().to_string(), "from": from.display().to_string() }),
+            Some((
+                format!(
+                    "copied the {what} {} to {}: the restored database needs it beside it",
+                    from.display(),
+                    to.display()
+                ),
+                false,
+            )),
+        ),
+        FileOutcome::Present { path } => (
+            format!("{} (already there)", path.display()),
+            json!({ "source": "file", "action": "present", "path": path.display().to_string() }),
+            None,
+        ),
+        FileOutcome::NotNeeded => (
+            format!("from {env_var}"),
+            json!({ "source": "environment" }),
+            Some((format!("open the restored database with the same {env_var}"), false)),
+        ),
+        FileOutcome::Missing { path } => (
+            format!("{} MISSING", path.display()),
+            json!({ "source": "file", "action": "missing", "path": path.display().to_string() }),
+            Some((
+                format!(
+                    "no {what} found to copy: copy the {what} of the original database to {} (mode 0600) before opening the restored database",
+                    path.display()
+                ),
+                true,
+            )),
+        ),
     }
-    let mut f = opts.open(to).map_err(|e| CliError::io(to, &e))?;
-    std::io::Write::write_all(&mut f, &bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| CliError::io(to, &e))
 }
 
-/// `restore BACKUP PATH`: needs no open database; `--db` only says whose key file to copy
-/// when none lies beside the backup.
+/// `restore BACKUP PATH`: needs no open database; `--db` names the database the backup
+/// came from, whose key file and swarm secret are copied when none lie beside the backup.
 pub(crate) fn restore(g: &Global, a: &RestoreArgs) -> Result<Reply> {
     if a.path.exists() {
         return Err(CliError::usage(format!(
@@ -139,84 +186,31 @@ pub(crate) fn restore(g: &Global, a: &RestoreArgs) -> Result<Reply> {
     if !a.backup.exists() {
         return Err(CliError::not_found(format!("backup {} not found", a.backup.display())));
     }
+    // The key and the secret come from where the umbrella would find them: the
+    // environment (SQLITE_ENCRYPTION_KEY, SWARM_SECRET), else files beside the database.
+    let options = RestoreOptions::from_builder(&g.builder()?).original(&g.db);
     let report = {
         let bar = Bar::new("restoring", "pages");
-        swarm_store::restore(&a.backup, &a.path, |p| bar.show(p))?
+        SwarmMemory::restore(&a.backup, &a.path, &options, |p| bar.show(p))?
     };
-    let dest_key = keyfile::key_file_for(&a.path);
-    let action = if key_from_env() {
-        KeyAction::Environment
-    } else if dest_key.exists() {
-        KeyAction::Present
-    } else {
-        // Beside the backup first (whoever kept the key with it), else the key file of
-        // --db, the database the backup presumably came from.
-        let candidates = [keyfile::key_file_for(&a.backup), keyfile::key_file_for(&g.db)];
-        match candidates.into_iter().find(|k| k.exists()) {
-            Some(src) => {
-                copy_key_file(&src, &dest_key)?;
-                KeyAction::Copied(src)
-            }
-            None => KeyAction::Missing,
-        }
-    };
-    // Opening the copy proves the key fits (an unfitting key is refused, never used).
-    let verified = match action {
-        KeyAction::Missing => false,
-        _ => match verify_opens(g, &a.path) {
-            Ok(()) => true,
-            Err(e) => {
-                if let KeyAction::Copied(src) = &action {
-                    let _ = std::fs::remove_file(&dest_key);
-                    return Err(CliError::key(format!(
-                        "restored {} but the key file {} does not open it ({}): copy the key file of the database the backup was taken from to {}",
-                        a.path.display(),
-                        src.display(),
-                        e.message(),
-                        dest_key.display()
-                    )));
-                }
-                return Err(e);
-            }
-        },
-    };
-    let dest = dest_key.display().to_string();
-    let (key_line, key_doc, note, warn) = match &action {
-        KeyAction::Environment => (
-            format!("from {KEY_ENV}"),
-            json!({ "source": "environment" }),
-            format!("open the restored database with the same {KEY_ENV}"),
-            false,
-        ),
-        KeyAction::Present => (
-            format!("{dest} (already there)"),
-            json!({ "source": "file", "path": dest, "action": "present" }),
-            format!("the key file {dest} was already there and opens the restored database"),
-            false,
-        ),
-        KeyAction::Copied(src) => (
-            format!("{dest} (copied from {}, mode 0600)", src.display()),
-            json!({ "source": "file", "path": dest, "action": "copied", "from": src.display().to_string() }),
+    let (key_line, key_doc, key_note) = file_outcome("key file", KEY_ENV, &report.key_file);
+    let (secret_line, secret_doc, secret_note) =
+        file_outcome("swarm secret file", SECRET_ENV, &report.secret_file);
+    let secret_note = secret_note.map(|(text, warn)| match &report.secret_file {
+        FileOutcome::Missing { .. } => (
             format!(
-                "copied the key file {} to {dest}: the restored database needs it beside it",
-                src.display()
+                "{text}: otherwise its first open makes a new secret, and the other hosts of the swarm reject what it signs"
             ),
-            false,
+            warn,
         ),
-        KeyAction::Missing => (
-            format!("{dest} MISSING"),
-            json!({ "source": "file", "path": dest, "action": "missing" }),
-            format!(
-                "no key file found to copy: copy the key file of the original database to {dest} (mode 0600) before opening the restored database"
-            ),
-            true,
-        ),
-    };
+        _ => (text, warn),
+    });
     let mut pairs = vec![
         ("key file", key_line),
-        ("opens", if verified { "yes".into() } else { "not checked (no key)".into() }),
+        ("swarm secret", secret_line),
+        ("opens", if report.verified { "yes".into() } else { "not checked (no key)".into() }),
     ];
-    pairs.extend(report_pairs(&report));
+    pairs.extend(report_pairs(&report.database));
     let text = format!(
         "restored {} into {}\n{}",
         a.backup.display(),
@@ -224,20 +218,17 @@ pub(crate) fn restore(g: &Global, a: &RestoreArgs) -> Result<Reply> {
         output::fields(&pairs)
     );
     let doc = json!({
-        "restore": to_json(&report)?,
+        "restore": to_json(&report.database)?,
         "backup": a.backup.display().to_string(),
         "key": key_doc,
-        "verified": verified,
+        "secret": secret_doc,
+        "verified": report.verified,
     });
-    let reply = Reply::new(doc, text);
-    Ok(if warn { reply.note(note) } else { reply.info(note) })
-}
-
-/// Opens `path` as an existing database with the environment's settings, and closes it.
-fn verify_opens(g: &Global, path: &Path) -> Result<()> {
-    let system = g.builder()?.path(path).must_exist().open()?;
-    system.graceful_shutdown()?;
-    Ok(())
+    let mut reply = Reply::new(doc, text);
+    for (note, warn) in [key_note, secret_note].into_iter().flatten() {
+        reply = if warn { reply.note(note) } else { reply.info(note) };
+    }
+    Ok(reply)
 }
 
 /// `optimize`.
@@ -287,28 +278,59 @@ pub(crate) fn rotate_key(g: &Global, a: &RotateArgs) -> Result<Reply> {
             Some(id) => format!("added key {id} to {kf} and made it active\n"),
             None => format!("resumed rotation to the active key {}\n", output::opt(active)),
         };
-        text.push_str(&output::fields(&[
-            ("re-encrypted", report.reencrypted.to_string()),
-            ("encrypted", format!("{} (were plaintext at encrypted levels)", report.encrypted)),
-            ("remaining", report.remaining.to_string()),
-        ]));
+        let rows: Vec<Vec<String>> = SealedKind::ALL
+            .iter()
+            .map(|&kind| {
+                let k = report.kind(kind);
+                vec![
+                    kind.as_str().to_owned(),
+                    k.reencrypted.to_string(),
+                    k.encrypted.to_string(),
+                    k.remaining.to_string(),
+                ]
+            })
+            .collect();
+        text.push_str(&output::table(&["KIND", "RE-ENCRYPTED", "ENCRYPTED", "REMAINING"], &rows));
         for k in &keys.keys {
-            let _ = writeln!(text, "key {}: {} records", k.key_id, k.records);
+            let _ = writeln!(
+                text,
+                "key {}: {} records ({})",
+                k.key_id,
+                k.records,
+                output::sealed_counts(&k.sealed)
+            );
         }
+        // Keys of the file that no row needs any more: retirable, but only by someone who
+        // knows that no backup to be restored still needs them.
+        let in_use: Vec<u32> = keys.keys.iter().map(|k| k.key_id).collect();
+        let unused: Vec<u32> = keyfile::read(&key_file)?
+            .ids()
+            .map(|id| id.get())
+            .filter(|id| !in_use.contains(id) && Some(*id) != active)
+            .collect();
         let doc = json!({
             "key_file": kf,
             "added_key_id": added,
             "active_key_id": active,
             "rotation": to_json(&report)?,
             "keys": to_json(&keys)?,
+            "unused_key_ids": unused,
         });
-        let mut reply = Reply::new(doc, text).info(format!(
-            "older keys stay in {kf}: artifacts and event payloads sealed under them still need them, and processes that had the database open keep sealing with the old key until they reopen it"
-        ));
+        let mut reply = Reply::new(doc, text).info(
+            "processes that had the database open keep sealing with the old key until they reopen it: run `swarm-memory rotate-key --resume` once they did",
+        );
         if report.remaining > 0 {
             reply = reply.note(format!(
-                "{} records are left: run `swarm-memory rotate-key --resume`",
-                report.remaining
+                "{} records are left (memory {}, artifacts {}, events {}): run `swarm-memory rotate-key --resume`",
+                report.remaining,
+                report.memory.remaining,
+                report.artifacts.remaining,
+                report.events.remaining
+            ));
+        } else if !unused.is_empty() {
+            reply = reply.info(format!(
+                "no record is sealed with key {} any more: it can be removed from {kf} once no backup that may be restored needs it (backups taken before this rotation do)",
+                output::list(&unused)
             ));
         }
         Ok(reply)
@@ -320,6 +342,9 @@ pub(crate) fn rotate_key(g: &Global, a: &RotateArgs) -> Result<Reply> {
 pub(crate) fn metrics(system: &SwarmMemory, a: &MetricsArgs, json_out: bool) -> Result<Reply> {
     if a.prometheus && json_out {
         return Err(CliError::usage("--prometheus and --json exclude each other"));
+    }
+    if a.history {
+        return metrics_history(system, a);
     }
     let snap = system.store().metrics();
     let sys = system.get_system_metrics()?;
@@ -368,8 +393,74 @@ pub(crate) fn metrics(system: &SwarmMemory, a: &MetricsArgs, json_out: bool) -> 
         "tables": tables,
     });
     Ok(Reply::new(doc, text).info(
-        "these figures are this process's (it just started): the metrics the store persists over time are not readable through the library yet",
+        "these figures are this process's (it just started): `swarm-memory metrics --history` shows what the store persisted over time",
     ))
+}
+
+/// `metrics --history [--since SECS] [--name N] [--limit N]`.
+fn metrics_history(system: &SwarmMemory, a: &MetricsArgs) -> Result<Reply> {
+    let store = system.store();
+    let mut query =
+        MetricsQuery::new().limit(usize::try_from(a.limit).unwrap_or(MAX_METRICS_LIMIT));
+    if let Some(name) = &a.name {
+        query = query.name(name.clone());
+    }
+    let since = a.since.map(|secs| {
+        let ms = i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        store.now().plus_millis(ms.saturating_neg())
+    });
+    if let Some(t) = since {
+        query = query.since(t);
+    }
+    let samples = store.metrics_history(&Identity::System, &query)?;
+    let rows: Vec<Vec<String>> = samples
+        .iter()
+        .map(|m| {
+            let labels: Vec<String> = m
+                .labels
+                .iter()
+                .map(|(k, v)| {
+                    format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                })
+                .collect();
+            let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), number);
+            vec![
+                output::time(m.at.as_millis()),
+                m.name.clone(),
+                if labels.is_empty() { "-".to_owned() } else { labels.join(",") },
+                number(m.value),
+                output::opt(m.count),
+                opt(m.p50),
+                opt(m.p99),
+            ]
+        })
+        .collect();
+    let text = if rows.is_empty() {
+        "no persisted metrics match\n".to_owned()
+    } else {
+        output::table(&["AT", "NAME", "LABELS", "VALUE", "COUNT", "P50", "P99"], &rows)
+    };
+    let doc = json!({
+        "history": to_json(&samples)?,
+        "filter": {
+            "name": a.name,
+            "since": since.map(|t| t.as_millis()),
+            "limit": a.limit,
+        },
+    });
+    let mut reply = Reply::new(doc, text);
+    if samples.len() as u64 == a.limit {
+        reply = reply.info(format!(
+            "showing the newest {} samples: narrow with --since or --name, or raise --limit",
+            a.limit
+        ));
+    }
+    Ok(reply)
+}
+
+/// A figure for a table: integers without decimals, others with three.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v:.3}") }
 }
 
 /// The store's exposition plus one gauge of rows per table.

@@ -213,6 +213,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Rows per kind of sealed data: `memory 8, artifacts 1, events 0`.
+pub(crate) fn sealed_counts(c: &swarm_memory::SealedCounts) -> String {
+    format!("memory {}, artifacts {}, events {}", c.memory, c.artifacts, c.events)
+}
+
 /// An optional value for humans, `-` when absent.
 pub(crate) fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())

@@ -1,4 +1,4 @@
-//! The progress bar of long work (backup, restore, rotate-key): drawn on stderr when
+//! The progress bar of long work (backup, restore, rotate-key, bench): drawn on stderr when
 //! stderr is a terminal, absent otherwise, so pipes, scripts and tests stay quiet and
 //! stdout only ever carries the command's output.
 
@@ -28,6 +28,11 @@ impl Bar {
             .with_style(style)
             .with_message(what.to_owned());
         Self { bar }
+    }
+
+    /// Replaces the label (a new phase of the work).
+    pub(crate) fn relabel(&self, what: impl Into<std::borrow::Cow<'static, str>>) {
+        self.bar.set_message(what);
     }
 
     /// Shows `p` (the total may grow while the work runs).

@@ -23,16 +23,6 @@ const DEFAULT_LEASE: &str = "300";
 /// The longest lease the store grants: 7 days.
 const MAX_LEASE: u64 = 7 * 24 * 3600;
 
-fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
-    TaskStatus::parse(s).map_err(|_| {
-        "expected pending, claimed, in_progress, blocked, completed, failed or cancelled".to_owned()
-    })
-}
-
-fn parse_kind(s: &str) -> std::result::Result<DependencyKind, String> {
-    DependencyKind::parse(s).map_err(|_| "expected hard, soft or optional".to_owned())
-}
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum TaskCommand {
     /// Create a task in the agent's swarm (swarm level unless --level)
@@ -124,7 +114,7 @@ pub(crate) struct CreateArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
     /// Only tasks with this status
-    #[arg(long, value_parser = parse_status)]
+    #[arg(long, value_parser = input::one_of(TaskStatus::NAMES, TaskStatus::parse))]
     status: Option<TaskStatus>,
     /// Only tasks assigned to this agent
     #[arg(long, value_name = "AGENT")]
@@ -276,7 +266,7 @@ pub(crate) struct DependArgs {
     on: String,
     /// hard: may not be claimed before OTHER completed; soft: should come after it;
     /// optional: informational
-    #[arg(long, default_value = "hard", value_parser = parse_kind)]
+    #[arg(long, default_value = "hard", value_parser = input::one_of(DependencyKind::NAMES, DependencyKind::parse))]
     kind: DependencyKind,
 }
 

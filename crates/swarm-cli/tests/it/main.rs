@@ -7,10 +7,12 @@
 mod admin;
 mod agents;
 mod artifacts;
+mod bench;
 mod consensus;
 mod demo;
 mod events;
 mod health;
+mod mcp;
 mod memory;
 mod ops;
 mod output;

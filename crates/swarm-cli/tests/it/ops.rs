@@ -40,19 +40,34 @@ fn backup_while_another_process_writes_then_restore_and_read_back() {
     assert_eq!(backup[1].json()["method"], "vacuum_into");
     env.run(&["backup", "b1.db"]).fails(2, "exists");
 
-    // Restore: the key file is copied beside the restored database, mode 0600.
+    // Restore: the key file and the swarm secret are copied beside the restored database,
+    // mode 0600, so it opens and signs coordination messages as the swarm's other hosts
+    // expect.
     let r = env.run(&["restore", "b1.db", "restored.db", "--json"]).ok();
     let doc = r.json();
     assert_eq!(doc["key"]["action"], "copied");
     assert_eq!(doc["key"]["path"], "restored.db.key");
+    assert_eq!(doc["secret"]["action"], "copied");
+    assert_eq!(doc["secret"]["path"], "restored.db.swarm-secret");
+    assert_eq!(doc["secret"]["from"], "./swarm-memory.db.swarm-secret");
     assert_eq!(doc["verified"], true);
     assert_eq!(doc["restore"]["integrity"], "ok");
     assert!(r.stderr.contains("copied the key file"), "{}", r.stderr);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(env.path("restored.db.key")).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
+    assert!(r.stderr.contains("copied the swarm secret file"), "{}", r.stderr);
+    for (original, copy) in [
+        ("swarm-memory.db.key", "restored.db.key"),
+        ("swarm-memory.db.swarm-secret", "restored.db.swarm-secret"),
+    ] {
+        assert_eq!(
+            std::fs::read(env.path(original)).unwrap(),
+            std::fs::read(env.path(copy)).unwrap()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(env.path(copy)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{copy}");
+        }
     }
     for i in 0..5 {
         let got = env.run_as(&ann, &["get", &format!("secret:{i}"), "--db", "restored.db"]).ok();
@@ -84,13 +99,30 @@ fn restore_says_when_it_has_no_fitting_key() {
     let r = env.run(&["restore", "b.db", "r.db", "--db", "elsewhere.db", "--json"]).ok();
     let doc = r.json();
     assert_eq!(doc["key"]["action"], "missing");
+    assert_eq!(doc["secret"]["action"], "missing");
     assert_eq!(doc["verified"], false);
     assert!(r.stderr.contains("no key file found to copy"), "{}", r.stderr);
+    assert!(r.stderr.contains("no swarm secret file found to copy"), "{}", r.stderr);
+    assert!(r.stderr.contains("other hosts of the swarm reject"), "{}", r.stderr);
     env.run(&["doctor", "--db", "r.db"]).fails(1, "key file");
     // The key file of another database does not open it: refused, and not left behind.
     env.run(&["init", "--db", "other.db"]).ok();
-    env.run(&["restore", "b.db", "r2.db", "--db", "other.db"]).fails(1, "does not open it");
-    assert!(!env.path("r2.db.key").exists());
+    env.run(&["restore", "b.db", "r2.db", "--db", "other.db"])
+        .fails(1, "does not open the restored database");
+    // Nothing of that restore is left behind.
+    for f in ["r2.db", "r2.db.key", "r2.db.swarm-secret", "r2.db-wal"] {
+        assert!(!env.path(f).exists(), "{f} left behind");
+    }
+    // A secret (or key) file others may read is refused before anything is written.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let secret = env.path("swarm-memory.db.swarm-secret");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        env.run(&["restore", "b.db", "r3.db"]).fails(1, "chmod 600");
+        assert!(!env.path("r3.db").exists() && !env.path("r3.db.key").exists());
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     // With the key in the environment, nothing is copied.
     let key = "22".repeat(32);
     let envkey = [("SQLITE_ENCRYPTION_KEY", key.as_str())];
@@ -123,13 +155,26 @@ fn rotate_key_reencrypts_everything_under_a_new_key() {
     let doc = r.json();
     assert_eq!(doc["added_key_id"], 2);
     assert_eq!(doc["active_key_id"], 2);
-    assert_eq!(doc["rotation"]["reencrypted"], 8, "7 private and 1 team record");
+    // 7 private and 1 team record, the private artifact and the private event's payload.
+    assert_eq!(doc["rotation"]["reencrypted"], 10);
+    assert_eq!(doc["rotation"]["memory"]["reencrypted"], 8);
+    assert_eq!(doc["rotation"]["artifacts"]["reencrypted"], 1);
+    assert_eq!(doc["rotation"]["events"]["reencrypted"], 1);
     assert_eq!(doc["rotation"]["remaining"], 0);
     assert_eq!(
         doc["keys"]["keys"],
-        serde_json::json!([{ "key_id": 2, "records": 8, "available": true, "sample_opens": true }])
+        serde_json::json!([{
+            "key_id": 2,
+            "records": 10,
+            "sealed": { "memory": 8, "artifacts": 1, "events": 1 },
+            "available": true,
+            "sample_opens": true,
+            "unopened": [],
+        }])
     );
-    assert!(r.stderr.contains("older keys stay"), "{}", r.stderr);
+    // Key 1 seals nothing any more, and the operator is told so.
+    assert_eq!(doc["unused_key_ids"], serde_json::json!([1]));
+    assert!(r.stderr.contains("no record is sealed with key 1 any more"), "{}", r.stderr);
     let key_lines = std::fs::read_to_string(env.path("swarm-memory.db.key")).unwrap();
     let ids: Vec<&str> = key_lines
         .lines()
@@ -151,16 +196,26 @@ fn rotate_key_reencrypts_everything_under_a_new_key() {
     assert_eq!(doctor["healthy"], true);
     assert_eq!(doctor["key"]["active"], 2);
     assert_eq!(doctor["key"]["keys"][0]["key_id"], 2);
-    assert_eq!(doctor["key"]["keys"][0]["records"], 8);
+    assert_eq!(doctor["key"]["keys"][0]["records"], 10);
+    assert_eq!(doctor["key"]["keys"][0]["sealed"]["artifacts"], 1);
+    assert_eq!(doctor["key"]["unused_key_ids"], serde_json::json!([1]));
+    let text = env.run(&["doctor"]).ok().stdout;
+    assert!(text.contains("unused keys 1"), "{text}");
+    assert!(text.contains("KEY  MEMORY  ARTIFACTS  EVENTS  STATE"), "{text}");
     // New writes use key 2; --resume adds no key and finds nothing left.
     env.run_as(&ann, &["set", "p9", "after"]).ok();
     let doc = env.run(&["rotate-key", "--resume", "--json"]).ok().json();
     assert_eq!(doc["added_key_id"], serde_json::Value::Null);
     assert_eq!(doc["rotation"]["reencrypted"], 0);
-    assert_eq!(doc["keys"]["keys"][0]["records"], 9);
+    assert_eq!(doc["keys"]["keys"][0]["records"], 11);
     let text = env.run(&["rotate-key"]).ok();
     assert!(text.stdout.starts_with("added key 3 to ./swarm-memory.db.key"), "{}", text.stdout);
-    assert!(text.stdout.contains("key 3: 9 records"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("key 3: 11 records (memory 9, artifacts 1, events 1)"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("artifact  1"), "{}", text.stdout);
 }
 
 #[test]
@@ -202,6 +257,86 @@ fn optimize_and_metrics() {
     assert!(prom.stdout.contains("swarm_memory_operations_total{op=\"get\"}"), "{}", prom.stdout);
     assert_eq!(prom.stderr, "", "nothing but the exposition");
     env.run(&["metrics", "--prometheus", "--json"]).fails(2, "exclude each other");
+}
+
+#[test]
+fn metrics_history_prints_what_earlier_processes_persisted() {
+    let env = Env::init();
+    let ann = env.register("ann", &[]);
+    // Each process writes a snapshot of its counters when it closes the database.
+    env.run_as(&ann, &["set", "k", "v"]).ok();
+    env.run_as(&ann, &["get", "k"]).ok();
+    let doc = env.run(&["metrics", "--history", "--name", "operations", "--json"]).ok().json();
+    let hist = doc["history"].as_array().unwrap();
+    assert!(hist.iter().all(|m| m["name"] == "operations" && m["kind"] == "counter"), "{doc}");
+    for op in ["set", "get"] {
+        assert!(
+            hist.iter().any(|m| m["labels"]["op"] == op && m["value"] == 1.0),
+            "no snapshot of the {op} process: {doc}"
+        );
+    }
+    assert!(hist.windows(2).all(|w| w[0]["at"].as_i64() <= w[1]["at"].as_i64()), "oldest first");
+    assert_eq!(doc["filter"]["name"], "operations");
+    let latency =
+        env.run(&["metrics", "--history", "--name", "operation_latency_ns", "--json"]).ok().json();
+    let get = latency["history"].as_array().unwrap().iter().find(|m| m["labels"]["op"] == "get");
+    let get = get.unwrap();
+    assert_eq!((get["kind"].as_str(), get["count"].as_u64()), (Some("histogram"), Some(1)));
+    assert!(get["p99"].as_f64().unwrap() >= get["p50"].as_f64().unwrap());
+
+    // --since the last hour has them all; --limit keeps the newest.
+    let all = env.run(&["metrics", "--history", "--json"]).ok().json()["history"].clone();
+    let recent = env.run(&["metrics", "--history", "--since", "3600", "--json"]).ok().json();
+    assert!(recent["filter"]["since"].as_i64().unwrap() > 0);
+    assert!(recent["history"].as_array().unwrap().len() >= hist.len());
+    let two = env.run(&["metrics", "--history", "--limit", "2", "--json"]).ok();
+    let two_doc = two.json();
+    let two_rows = two_doc["history"].as_array().unwrap();
+    // (Every invocation, `metrics` included, persists its own snapshot when it exits, so
+    // the newest two are at least as new as anything the previous listing showed.)
+    let newest_before = all.as_array().unwrap().last().unwrap()["at"].as_i64().unwrap();
+    assert_eq!(two_rows.len(), 2);
+    assert!(two_rows.iter().all(|m| m["at"].as_i64().unwrap() >= newest_before), "{two_doc}");
+    assert!(two.stderr.contains("showing the newest 2 samples"), "{}", two.stderr);
+
+    let text = env.run(&["metrics", "--history", "--name", "operations"]).ok().stdout;
+    assert!(text.starts_with("AT "), "{text}");
+    assert!(text.contains("operations") && text.contains("op=set"), "{text}");
+    let none = env.run(&["metrics", "--history", "--name", "no_such_figure"]).ok();
+    assert_eq!(none.out(), "no persisted metrics match");
+
+    // The filters need --history, and the figures' sources exclude each other.
+    env.run(&["metrics", "--since", "10"]).code(2);
+    env.run(&["metrics", "--name", "operations"]).code(2);
+    env.run(&["metrics", "--history", "--prometheus"]).code(2);
+    env.run(&["metrics", "--history", "--limit", "0"]).code(2);
+    env.run(&["metrics", "--history", "--name", ""]).fails(2, "metric name");
+}
+
+#[test]
+fn doctor_names_the_kind_of_record_that_does_not_open() {
+    let env = Env::init();
+    let ann = env.register("ann", &[]);
+    env.run_as(&ann, &["set", "k", "private"]).ok();
+    std::fs::write(env.path("a.txt"), "artifact body").unwrap();
+    env.run_as(&ann, &["artifact", "put", "a", "a.txt"]).ok();
+    let doc = env.run(&["doctor", "--json"]).ok().json();
+    assert_eq!(
+        doc["key"]["keys"][0]["sealed"],
+        serde_json::json!({ "memory": 1, "artifacts": 1, "events": 0 })
+    );
+    // Flip a bit of the artifact's authentication tag, as someone with file access could.
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    let mut blob: Vec<u8> =
+        conn.query_row("SELECT content FROM artifacts", [], |r| r.get(0)).unwrap();
+    let last = blob.len() - 1;
+    blob[last] ^= 1;
+    conn.execute("UPDATE artifacts SET content = ?1", [blob]).unwrap();
+    drop(conn);
+    let r = env.run(&["doctor"]).fails(1, "an artifact sealed with key 1 does not open");
+    assert!(r.stdout.contains("DOES NOT OPEN"), "{}", r.stdout);
+    let doc = env.run(&["doctor", "--json"]).code(1).json();
+    assert_eq!(doc["key"]["keys"][0]["unopened"], serde_json::json!(["artifact"]));
 }
 
 /// Asserts the Prometheus text format: `# HELP` and `# TYPE` before each family's samples,

@@ -189,4 +189,3 @@ impl Env {
         self.dir.path()
     }
 }
-

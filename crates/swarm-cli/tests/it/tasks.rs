@@ -236,7 +236,16 @@ fn a_stale_fencing_token_is_refused() {
     env.run_as(&ann, &["task", "create", "--title", "t", "--id", "t"]).ok();
     let old =
         token(&env.run_as(&ann, &["task", "claim", "t", "--lease", "1", "--json"]).ok().json());
-    env.run_as(&ben, &["task", "claim", "t"]).fails(5, "claimed by ann");
+    let claimed = env.run_as(&ben, &["task", "claim", "t"]).fails(5, "claimed by ann until ");
+    // The lease's end reads as an RFC 3339 UTC time, not Unix milliseconds.
+    let until = claimed.error_line().split("until ").nth(1).unwrap();
+    let stamp = until
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches(|c: char| !c.is_ascii_digit() && c != 'Z');
+    assert_eq!(stamp.len(), "2026-12-01T09:27:31.012Z".len(), "{}", claimed.error_line());
+    assert!(stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T', "{}", claimed.error_line());
     // The lease lapses and ben takes over: ann's token is stale.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let new = token(&env.run_as(&ben, &["task", "claim", "t", "--json"]).ok().json());
