@@ -80,10 +80,10 @@ const AFTER_HELP: &str = "\
 Output:
   Human-readable text by default. With --json, stdout carries exactly one JSON document
   per invocation (for `watch` and `event follow`: one JSON object per line). Long work
-  (backup, restore, rotate-key) draws a progress bar on stderr when it is a terminal. Errors: `error: <message>` on
-  stderr; with --json the object {\"error\": {\"code\": <exit code>, \"kind\": \"...\",
-  \"message\": \"...\"}} is also printed on stdout. Timestamps in JSON are Unix
-  milliseconds. Logs go to stderr, filtered by RUST_LOG (default `warn`).
+  (backup, restore, rotate-key, bench) draws a progress bar on stderr when it is a
+  terminal. Errors: `error: <message>` on stderr; with --json the object {\"error\":
+  {\"code\": <exit code>, \"kind\": \"...\", \"message\": \"...\"}} is also printed on stdout.
+  Timestamps in JSON are Unix milliseconds. Logs go to stderr, filtered by RUST_LOG (default `warn`).
 
 Exit codes:
   0  success
@@ -119,7 +119,7 @@ pub(crate) struct Global {
     /// The database file
     ///
     /// `:memory:` is accepted only by commands that do all their work in one process
-    /// (`doctor`): it keeps nothing between invocations.
+    /// (`doctor`, `bench`): it keeps nothing between invocations.
     #[arg(
         long,
         global = true,
