@@ -505,10 +505,48 @@ pub enum ChainProblem {
         /// The head recorded in meta.
         recorded: u64,
     },
+    /// The newest record's version does not point at the audit row that wrote it: the
+    /// end of the log, a record's version or `meta.version_offset` was edited.
+    WitnessMismatch {
+        /// The newest record version.
+        version: u64,
+        /// The row it points at (`version - version_offset`).
+        seq: u64,
+    },
 }
 
 /// Walks the whole chain from row 1 and reports the first break.
 pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
+    // Every record's version points at the audit row that wrote it (version - offset).
+    // Records are read in version order beside the chain, so each pointer is checked when
+    // the walk reaches its row: a version edited to hide a row, or an offset edited to
+    // make a truncated log look whole, shows.
+    let offset: i64 = conn.query_row(
+        "SELECT coalesce((SELECT value FROM meta WHERE key = 'version_offset'), 0)",
+        [],
+        |r| r.get(0),
+    )?;
+    let offset = u64::try_from(offset).unwrap_or(0);
+    let mut records_stmt =
+        conn.prepare("SELECT swarm_id, namespace, key, version FROM memory ORDER BY version")?;
+    let mut records = records_stmt.query([])?;
+    // A record whose pointer is still to be checked: (points at, swarm, namespace, key,
+    // version).
+    type Pointer = (u64, String, String, String, u64);
+    let next_record = |records: &mut rusqlite::Rows<'_>| -> rusqlite::Result<Option<Pointer>> {
+        while let Some(r) = records.next()? {
+            let version = u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0);
+            // Below the offset: a version of the old counter (schema 1-2), which points at
+            // nothing.
+            if let Some(points_at) = version.checked_sub(offset) {
+                return Ok(Some((points_at, r.get(0)?, r.get(1)?, r.get(2)?, version)));
+            }
+        }
+        Ok(None)
+    };
+    let mut pending = next_record(&mut records)?;
+    let mut first_fmt2: Option<u64> = None;
+    let mut witnessed_last: Option<u64> = None;
     let mut stmt = conn.prepare(
         "SELECT seq, at, actor, action, resource_type, resource, swarm_id, outcome, detail, prev_hash, hash, \
          fmt, namespace, key, acl_level, owner_id, team_id FROM audit_log ORDER BY seq",
@@ -556,8 +594,12 @@ pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
             // row) were written with SQL: they could fake a change-feed entry.
             _ => return Ok(report(ChainProblem::Edited { seq })),
         };
-        if fmt == 1 && feed.is_some() {
+        // Only formats 1 and 2 exist; any other value would make the hash skip columns.
+        if !(fmt == 1 || fmt == 2) || (fmt == 1 && feed.is_some()) {
             return Ok(report(ChainProblem::Edited { seq }));
+        }
+        if fmt == 2 {
+            first_fmt2.get_or_insert(seq);
         }
         let r = AuditEntryRef {
             fmt: u8::try_from(fmt).unwrap_or(0),
@@ -575,23 +617,54 @@ pub(crate) fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
         if stored_hash.as_slice() != hash {
             return Ok(report(ChainProblem::Edited { seq }));
         }
+        // Records pointing before this row: into the schema 1-2 part of the log (their
+        // versions came from the old counter), or at a row already passed, which means a
+        // version was edited (two records cannot come from one row).
+        while let Some((points_at, _, _, _, version)) = &pending
+            && *points_at < seq
+        {
+            if first_fmt2.is_some_and(|first| *points_at >= first) {
+                return Ok(report(ChainProblem::WitnessMismatch {
+                    version: *version,
+                    seq: *points_at,
+                }));
+            }
+            pending = next_record(&mut records)?;
+        }
+        if let Some((points_at, r_swarm, r_ns, r_key, version)) = &pending
+            && *points_at == seq
+            && fmt == 2
+        {
+            let wrote_it = f_ns.as_deref() == Some(r_ns.as_str())
+                && f_key.as_deref() == Some(r_key.as_str())
+                && swarm.as_deref() == Some(r_swarm.as_str())
+                && outcome == Outcome::Ok.as_str()
+                && WITNESSED.contains(&action.as_str());
+            if !wrote_it {
+                return Ok(report(ChainProblem::WitnessMismatch { version: *version, seq }));
+            }
+            witnessed_last = Some(seq);
+            pending = next_record(&mut records)?;
+        }
         prev = hash;
         expected_seq = seq + 1;
         head = Some((seq, hex::encode(hash)));
     }
     // The head is witnessed twice: by meta.audit_head, written by groups whose last row
-    // no record witnesses, and by the newest record version, which is the sequence
-    // number of the audit row that wrote it plus a fixed offset.
-    let (recorded, newest_version, offset): (Option<i64>, Option<i64>, i64) = conn.query_row(
-        "SELECT (SELECT value FROM meta WHERE key = 'audit_head'), (SELECT max(version) FROM memory), \
-         coalesce((SELECT value FROM meta WHERE key = 'version_offset'), 0)",
+    // no record witnesses, and by the record versions checked above. A record left over
+    // points beyond the last row: the newest rows were removed.
+    let recorded: Option<i64> = rusqlite::OptionalExtension::optional(conn.query_row(
+        "SELECT value FROM meta WHERE key = 'audit_head'",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let witnessed = newest_version.map(|v| v.saturating_sub(offset));
-    let recorded = recorded.max(witnessed);
+        |r| r.get(0),
+    ))?;
     let last = expected_seq - 1;
-    let problem = match recorded.and_then(|r| u64::try_from(r).ok()) {
+    let mut beyond = pending.map(|(points_at, ..)| points_at);
+    while let Some(p) = next_record(&mut records)? {
+        beyond = Some(p.0);
+    }
+    let recorded = recorded.and_then(|r| u64::try_from(r).ok()).max(beyond).max(witnessed_last);
+    let problem = match recorded {
         Some(recorded) if recorded > last => Some(ChainProblem::Truncated { last, recorded }),
         _ => None,
     };

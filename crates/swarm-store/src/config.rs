@@ -96,9 +96,17 @@ pub struct StoreConfig {
     pub(crate) metrics_retention: Duration,
     pub(crate) event_retention: Duration,
     pub(crate) conflict_escalation: Option<Duration>,
+    pub(crate) search_scan_budget: usize,
 }
 
 impl StoreConfig {
+    /// Rows of the key range one search call looks at, by default.
+    pub const DEFAULT_SEARCH_SCAN_BUDGET: usize = 2_000;
+    /// The smallest scan budget a store accepts.
+    pub const MIN_SEARCH_SCAN_BUDGET: usize = 100;
+    /// The largest scan budget a store accepts.
+    pub const MAX_SEARCH_SCAN_BUDGET: usize = 20_000;
+
     /// A store on the file at `path` (created unless [`StoreConfig::must_exist`]).
     pub fn file(path: impl AsRef<Path>) -> Self {
         Self::new(Location::File(path.as_ref().to_path_buf()))
@@ -133,6 +141,7 @@ impl StoreConfig {
             metrics_retention: Duration::from_secs(7 * 24 * 3600),
             event_retention: Duration::from_secs(7 * 24 * 3600),
             conflict_escalation: Some(Duration::from_secs(3600)),
+            search_scan_budget: Self::DEFAULT_SEARCH_SCAN_BUDGET,
         }
     }
 
@@ -263,6 +272,20 @@ impl StoreConfig {
     /// (default one hour); `None` never escalates.
     pub fn with_conflict_escalation(mut self, after: Option<Duration>) -> Self {
         self.conflict_escalation = after;
+        self
+    }
+
+    /// Rows of the key range one [`crate::Store::search`] call looks at (default
+    /// [`StoreConfig::DEFAULT_SEARCH_SCAN_BUDGET`]), clamped to
+    /// [`StoreConfig::MIN_SEARCH_SCAN_BUDGET`]..=[`StoreConfig::MAX_SEARCH_SCAN_BUDGET`].
+    ///
+    /// The window counts rows the caller cannot see, so where a page ends (and how many
+    /// pages a search takes) roughly reveals how many rows a key range holds, to the
+    /// nearest budget. That is why the budget is the operator's setting and not a query
+    /// option, and why it has a floor: a small window would measure more finely.
+    pub fn with_search_scan_budget(mut self, rows: usize) -> Self {
+        self.search_scan_budget =
+            rows.clamp(Self::MIN_SEARCH_SCAN_BUDGET, Self::MAX_SEARCH_SCAN_BUDGET);
         self
     }
 

@@ -61,6 +61,10 @@ pub enum OpenError {
         /// The key id whose check value differs.
         key_id: u32,
     },
+    /// The operating system could not provide random bytes (for the in-memory key that
+    /// seals search cursors).
+    #[error("the operating system's random number generator failed")]
+    Random,
     /// The file is not a swarm-memory database or is damaged.
     #[error("database {path} is not usable: {message}")]
     Corrupt {

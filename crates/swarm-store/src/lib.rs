@@ -92,6 +92,8 @@ pub use memory::{
 };
 pub use metrics::{MetricsSnapshot, Op, OpMetrics};
 pub use migrate::{MigrationReport, dump_schema, expected_schema};
-pub use ops::{BackupMethod, BackupReport, OptimizeReport, Progress, restore};
+pub use ops::{
+    BackupMethod, BackupReport, OptimizeReport, Progress, StagedRestore, restore, stage_restore,
+};
 pub use relay::OutboxMessage;
 pub use store::Store;

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) changed: ChangeSignal,
     pub(crate) events_changed: ChangeSignal,
     pub(crate) access: crate::memory::AccessTracker,
+    /// Seals search cursors under a key that exists only in this process's memory.
+    pub(crate) search_cursors: crate::memory::CursorSeal,
     pub(crate) counters: Counters,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) closed: AtomicBool,
@@ -137,6 +139,8 @@ impl Store {
         let writer =
             Writer::new(conn, config.max_group, RetryPolicy::default(), Arc::clone(&pending_audit));
         let codec = Codec::new(config.codec.clone(), config.keyring.clone());
+        let search_cursors =
+            crate::memory::CursorSeal::generate().map_err(|_| OpenError::Random)?;
         let shared = Arc::new(Shared {
             principals: AclCache::new(config.acl_cache_ttl_ms, 100_000),
             clock: Arc::clone(&config.clock),
@@ -149,6 +153,7 @@ impl Store {
             changed: ChangeSignal::default(),
             events_changed: ChangeSignal::default(),
             access: crate::memory::AccessTracker::default(),
+            search_cursors,
             counters: Counters::default(),
             metrics: crate::metrics::Metrics::new(),
             closed: AtomicBool::new(false),

@@ -134,10 +134,10 @@ pub struct ArtifactFilter {
 /// The newest version of a name: id, version, level, owner, team.
 type LatestRow = (String, i64, i64, Option<String>, Option<String>);
 
-/// "Newest first" among versions of a name (`a` is the artifacts table). Since schema 4
-/// a name may have several chains (someone continued a version others cannot see, or
-/// started the name afresh beside a hidden one): the highest version wins, then the most
-/// recently stored, then the last inserted.
+/// "Newest first" among versions of a name (`a` is the artifacts table): the highest
+/// version, then the most recently stored, then the last inserted. (A name holds one chain;
+/// the tie-breaks only order what databases written between schema 4 and this rule may
+/// hold.)
 const NEWEST_FIRST: &str = "a.version DESC, a.created_at DESC, a.rowid DESC";
 /// [`NEWEST_FIRST`] for the table aliased `b`.
 const NEWEST_FIRST_B: &str = "b.version DESC, b.created_at DESC, b.rowid DESC";
@@ -196,10 +196,10 @@ fn stored_hash(shared: &Shared, level: AclLevel, content: &[u8], sealed: &[u8]) 
 
 impl Store {
     /// Stores a new version of the artifact `name`, chained to the newest version of the
-    /// name that `who` can see (version 1 when it sees none). Versions `who` cannot see
-    /// play no part, so a private artifact of someone else under the same name behaves
-    /// exactly as if it were absent. Continuing someone else's artifact needs write
-    /// permission on the version continued.
+    /// name (version 1 for a new name). Continuing needs read and write permission on the
+    /// newest version, and only its owner may change its level or team; a name whose
+    /// newest version `who` cannot see is refused (permission denied) without saying
+    /// anything of what holds it, as a memory key is.
     pub fn store_artifact(&self, who: &Identity, spec: ArtifactSpec) -> Result<ArtifactInfo> {
         check_text("artifact name", &spec.name, 512, false)?;
         check_text("format", &spec.format, 128, false)?;
@@ -222,27 +222,36 @@ impl Store {
                 if !allowed(p, Action::Write, RESOURCE, &scope, &swarm, now) || !own_swarm(p, &swarm) {
                     return Ok(Err(deny(ctx, p, "artifact.store", "artifact", &spec.name, &swarm, "no write permission on artifacts at this level", now)?));
                 }
-                // The version continued is the newest one the writer can see: versions it
-                // cannot see change nothing it can observe (docs/DECISIONS.md, "Artifact
-                // names"), and with none visible the name starts a chain at version 1.
-                let latest: Option<LatestRow> = {
-                    let pred = sql_predicate(p, Action::Read, RESOURCE, COLS, now, 3);
-                    let sql = format!(
+                // The version continued is the newest of the name, seen or not: a name
+                // holds one chain (docs/DECISIONS.md, "Artifact names"). A writer who cannot
+                // see it is refused as for a memory key held by a record it cannot access:
+                // that says the name is taken, never what holds it, and no outsider can
+                // start a second chain that readers of the first would take for its newest
+                // version.
+                let latest: Option<LatestRow> = ctx
+                    .conn()
+                    .prepare_cached(&format!(
                         "SELECT a.id, a.version, a.acl_level, a.owner_id, a.team_id FROM artifacts AS a \
-                         WHERE a.swarm_id = ?1 AND a.name = ?2 AND {} ORDER BY {NEWEST_FIRST} LIMIT 1",
-                        pred.sql()
-                    );
-                    let mut binds = vec![Bind::Text(swarm.as_str()), Bind::Text(spec.name.as_str())];
-                    push_pred(&mut binds, &pred);
-                    ctx.conn()
-                        .prepare_cached(&sql)?
-                        .query_row(params_from_iter(binds), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                        .optional()?
-                };
+                         WHERE a.swarm_id = ?1 AND a.name = ?2 ORDER BY {NEWEST_FIRST} LIMIT 1"
+                    ))?
+                    .query_row([swarm.as_str(), spec.name.as_str()], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .optional()?;
                 if let Some((_, _, level, owner, team)) = &latest {
                     let prev = Scope::parse(owner.as_deref(), team.as_deref(), *level)?;
+                    if !allowed(p, Action::Read, RESOURCE, &prev, &swarm, now) {
+                        return Ok(Err(deny(ctx, p, "artifact.store", "artifact", &spec.name, &swarm, "the name is held by an artifact you cannot access", now)?));
+                    }
                     if !allowed(p, Action::Write, RESOURCE, &prev, &swarm, now) {
                         return Ok(Err(deny(ctx, p, "artifact.store", "artifact", &spec.name, &swarm, "no write permission on the newest version of this artifact", now)?));
+                    }
+                    // Only the owner of the version continued may change its scope: anyone
+                    // else allowed to continue a shared artifact could otherwise narrow it
+                    // (a private version) and lock everybody else out of the name.
+                    let is_owner = p.as_agent().is_some_and(|a| prev.owner.as_ref() == Some(a.id()));
+                    if !is_owner && (prev.level != scope.level || prev.team != scope.team) {
+                        return Ok(Err(deny(ctx, p, "artifact.store", "artifact", &spec.name, &swarm, "only the owner of the newest version may change its level or team", now)?));
                     }
                 }
                 if let Some(task) = &spec.task {
@@ -322,7 +331,9 @@ impl Store {
     pub fn latest_artifact(&self, who: &Identity, name: &str) -> Result<Option<Artifact>> {
         self.artifact_where(
             who,
-            &format!("a.name = ?1 AND a.swarm_id = ?2 ORDER BY {NEWEST_FIRST} LIMIT 1"),
+            &format!(
+                "a.name = ?1 AND (?2 IS NULL OR a.swarm_id = ?2) ORDER BY {NEWEST_FIRST} LIMIT 1"
+            ),
             name,
         )
     }

@@ -459,6 +459,57 @@ fn waiting_on(conn: &Connection, id: &str) -> Result<Vec<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// How a message names a task the caller cannot read.
+const HIDDEN: &str = "<hidden>";
+
+/// Whether `p` may read task `id` (an absent task is not readable).
+fn readable(conn: &Connection, p: &Principal, id: &str, now: Timestamp) -> Result<bool> {
+    Ok(load(conn, id)?
+        .is_some_and(|t| allowed(p, Action::Read, RESOURCE, &t.scope(), &t.swarm, now)))
+}
+
+/// The tasks `ids` as `p` may learn of them: the ids it can read, in order, then
+/// [`HIDDEN`] once if there are others (so a refusal tells neither their ids nor how many).
+fn shown_ids(
+    conn: &Connection,
+    p: &Principal,
+    ids: Vec<String>,
+    now: Timestamp,
+) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let mut any_hidden = false;
+    for id in ids {
+        if readable(conn, p, &id, now)? {
+            out.push(id);
+        } else {
+            any_hidden = true;
+        }
+    }
+    if any_hidden {
+        out.push(HIDDEN.to_owned());
+    }
+    Ok(out)
+}
+
+/// A cycle as `p` may learn of it: every run of tasks it cannot read becomes one
+/// [`HIDDEN`], so neither their ids nor the links between them are told.
+fn shown_cycle(
+    conn: &Connection,
+    p: &Principal,
+    cycle: Vec<String>,
+    now: Timestamp,
+) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(cycle.len());
+    for id in cycle {
+        if readable(conn, p, &id, now)? {
+            out.push(id);
+        } else if out.last().is_none_or(|last| last != HIDDEN) {
+            out.push(HIDDEN.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 fn ms(d: Duration) -> Result<i64> {
     let ms = i64::try_from(d.as_millis()).map_err(|_| StoreError::invalid("lease too long"))?;
     if !(1..=7 * 24 * 3600 * 1000).contains(&ms) {
@@ -856,6 +907,8 @@ impl Store {
     /// expired), ready (hard dependencies completed) and, if assigned, assigned to the
     /// caller or the caller's team. The fencing token rises with every claim. A second
     /// claimer gets [`StoreError::Conflict`], recorded as a `concurrent_claim` conflict.
+    /// A task that is not ready gets [`StoreError::Blocked`], naming the dependencies it
+    /// waits for that the caller can read (and `<hidden>` for any others).
     pub fn claim_task(&self, who: &Identity, id: &str, lease: Duration) -> Result<Claim> {
         let lease_ms = ms(lease)?;
         let tid = id.to_owned();
@@ -914,6 +967,7 @@ impl Store {
                 }
                 let waiting = waiting_on(ctx.conn(), &tid)?;
                 if !waiting.is_empty() {
+                    let waiting = shown_ids(ctx.conn(), p, waiting, now)?;
                     return Ok(Err(StoreError::Blocked(format!("task {tid} waits for {}", waiting.join(", ")))));
                 }
                 task.status = TaskStatus::Claimed;
@@ -1125,7 +1179,8 @@ impl Store {
     }
 
     /// Makes task `task` depend on task `on`. Refuses an edge that would close a cycle,
-    /// naming the cycle. Needs write permission on `task` and read permission on `on`.
+    /// naming the cycle (a run of tasks the caller cannot read shows as `<hidden>`). Needs
+    /// write permission on `task` and read permission on `on`.
     pub fn add_dependency(
         &self,
         who: &Identity,
@@ -1151,6 +1206,10 @@ impl Store {
                     return Ok(Err(StoreError::invalid("a task can depend only on tasks of its own swarm")));
                 }
                 if let Some(cycle) = find_cycle(ctx.conn(), &tid, &oid)? {
+                    // The cycle may run through tasks the caller cannot see: it is refused
+                    // all the same, but neither the message nor the conflict record (which
+                    // others may read) names them.
+                    let cycle = shown_cycle(ctx.conn(), p, cycle, now)?;
                     super::conflicts::record(ctx, &super::conflicts::NewConflict {
                         swarm: dependent.swarm.clone(),
                         kind: "dependency_clash",

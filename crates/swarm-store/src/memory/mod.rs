@@ -7,6 +7,7 @@
 
 mod aad;
 mod access;
+mod cursor;
 mod glob;
 mod search;
 mod types;
@@ -23,6 +24,7 @@ use swarm_codec::Seal;
 use zeroize::Zeroizing;
 
 pub(crate) use access::{AccessTracker, apply_access_counts};
+pub(crate) use cursor::CursorSeal;
 pub use glob::KeyPattern;
 pub use search::{SearchHit, SearchPage, SearchQuery};
 pub use types::{

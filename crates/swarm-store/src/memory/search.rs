@@ -10,18 +10,32 @@
 //! The rows are chosen by the same ACL predicate as every other read, inside the SQL, so an
 //! invisible record is never fetched and never contributes a hit, a snippet or a count.
 //!
-//! One call does bounded work. It first fixes a window of at most `scan_budget` rows of
-//! the key range, in `(namespace, key)` order, using only what the primary key can seek
-//! on, and then looks only inside that window; decoding stops after `byte_budget` bytes of
-//! plaintext. A page that stopped before the end of the range carries a cursor, so a flood
-//! of invisible, encrypted or non-matching records costs the caller more calls, never one
-//! call without end.
+//! One call does bounded work. It first fixes a window of at most the store's scan budget
+//! ([`crate::StoreConfig::with_search_scan_budget`], 2000 rows by default) of the key
+//! range, in `(namespace, key)` order, using only what the primary key can seek on, and
+//! then looks only inside that window; decoding stops after [`SearchQuery::BYTE_BUDGET`]
+//! bytes of plaintext. A page that stopped before the end of the range carries a cursor,
+//! so a flood of invisible, encrypted or non-matching records costs the caller more calls,
+//! never one call without end.
+//!
+//! The window is counted over every row of the key range, so its end may be a record the
+//! caller cannot see. The cursor therefore never shows a position: it is sealed (see
+//! `memory::cursor`) under a key that lives only in this store's memory, bound to the
+//! principal and to the query, and every cursor has the same length. A cursor is valid
+//! only in the process, and for the [`Store`] handle, that issued it, and only for the
+//! same principal and query; any other cursor is refused with one `Invalid` error, "the
+//! cursor is not valid here: start the search again".
+//!
+//! What remains observable: where a page ends. The number of pages a search takes, and
+//! which of the caller's visible records land on which page, roughly reveal how many rows
+//! (visible or not) the key range holds, at the granularity of the scan budget.
 
 use rusqlite::params_from_iter;
 use swarm_acl::{
     AclLevel, Action, AgentId, Identity, ResourceType, SwarmId, TeamId, Timestamp, sql_predicate,
 };
 
+use super::cursor::Exposure;
 use super::{COLS, Key, Namespace, RecordKey, Value, ValueType, glob, parse_scope};
 use crate::error::{Result, StoreError};
 use crate::metrics::Op;
@@ -38,9 +52,9 @@ pub struct SearchQuery {
     namespace: Option<Namespace>,
     prefix: String,
     tag: Option<String>,
-    after: Option<(Namespace, Key)>,
+    /// A cursor of a previous page, still sealed: only the store opens it.
+    after: Option<String>,
     limit: usize,
-    scan_budget: usize,
     byte_budget: usize,
     snippet_chars: usize,
 }
@@ -48,10 +62,6 @@ pub struct SearchQuery {
 impl SearchQuery {
     /// Most hits one page returns.
     pub const MAX_LIMIT: usize = 100;
-    /// Rows of the key range one call looks at, by default.
-    pub const DEFAULT_SCAN_BUDGET: usize = 2_000;
-    /// Rows of the key range one call may look at, at most.
-    pub const MAX_SCAN_BUDGET: usize = 20_000;
     /// Bytes of plaintext one call decodes before it stops (checked after each record, so
     /// one record larger than this is still searched whole).
     pub const BYTE_BUDGET: usize = 16 * 1024 * 1024;
@@ -98,7 +108,6 @@ impl SearchQuery {
             tag: None,
             after: None,
             limit: 20,
-            scan_budget: Self::DEFAULT_SCAN_BUDGET,
             byte_budget: Self::BYTE_BUDGET,
             snippet_chars: Self::DEFAULT_SNIPPET_CHARS,
         })
@@ -122,13 +131,13 @@ impl SearchQuery {
         self
     }
 
-    /// Continue after the cursor a previous page returned.
-    pub fn after(mut self, cursor: &str) -> Result<Self> {
-        let (ns, key) = cursor
-            .split_once('\u{1f}')
-            .ok_or_else(|| StoreError::invalid("malformed search cursor"))?;
-        self.after = Some((Namespace::new(ns)?, Key::new(key)?));
-        Ok(self)
+    /// Continue after a cursor a previous page returned ([`SearchPage::next`] or
+    /// [`SearchPage::cursor_after`]), passed unchanged. The cursor is opaque: it opens only
+    /// in the store that issued it, for the same principal and the same query (swarm,
+    /// namespace, prefix, tag and words); [`Store::search`] refuses any other.
+    pub fn after(mut self, cursor: impl Into<String>) -> Self {
+        self.after = Some(cursor.into());
+        self
     }
 
     /// Hits per page, 1 to [`SearchQuery::MAX_LIMIT`].
@@ -137,16 +146,47 @@ impl SearchQuery {
         self
     }
 
-    /// Rows of the key range one call looks at, 1 to [`SearchQuery::MAX_SCAN_BUDGET`].
-    pub fn scan_budget(mut self, n: usize) -> Self {
-        self.scan_budget = n.clamp(1, Self::MAX_SCAN_BUDGET);
-        self
-    }
-
     /// Characters of each snippet, 16 to [`SearchQuery::MAX_SNIPPET_CHARS`].
     pub fn snippet_chars(mut self, n: usize) -> Self {
         self.snippet_chars = n.clamp(16, Self::MAX_SNIPPET_CHARS);
         self
+    }
+
+    /// What a cursor is bound to: the principal and every part of the query that chooses
+    /// rows (swarm, namespace, prefix, tag, words), each field length-prefixed so no two
+    /// different queries encode alike. The page size and snippet length may change from
+    /// page to page.
+    fn binding(&self, who: &Identity) -> Vec<u8> {
+        fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        fn optional(out: &mut Vec<u8>, value: Option<&str>) {
+            match value {
+                None => out.push(0),
+                Some(v) => {
+                    out.push(1);
+                    field(out, v.as_bytes());
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(128);
+        match who {
+            Identity::System => out.push(0),
+            Identity::Agent(id) => {
+                out.push(1);
+                field(&mut out, id.as_str().as_bytes());
+            }
+        }
+        field(&mut out, self.swarm.as_str().as_bytes());
+        optional(&mut out, self.namespace.as_ref().map(Namespace::as_str));
+        field(&mut out, self.prefix.as_bytes());
+        optional(&mut out, self.tag.as_deref());
+        field(&mut out, &u64::try_from(self.terms.len()).unwrap_or(u64::MAX).to_be_bytes());
+        for t in &self.terms {
+            field(&mut out, t.as_bytes());
+        }
+        out
     }
 }
 
@@ -189,12 +229,29 @@ pub struct SearchPage {
     /// Pass this to [`SearchQuery::after`] to continue; `None` when the key range was
     /// searched to its end. A page may be empty and still carry a cursor: the call ran
     /// out of its budget before it found anything.
+    ///
+    /// The cursor is opaque and sealed: it reveals nothing (every cursor has the same
+    /// length), and opens only in the store handle that issued it, in this process, for
+    /// the same principal and query.
     pub next: Option<String>,
-    /// Visible, plaintext, live records whose values were decoded and searched.
+    /// Visible, plaintext, live records whose values were decoded and searched (only
+    /// records the caller may see are ever counted).
     pub examined: u64,
     /// Visible plaintext records whose value could not be opened (a damaged envelope, or
     /// a plain envelope at a level the policy encrypts); they are skipped, not hidden.
     pub unreadable: u64,
+    /// A cursor to continue after each hit, for a caller that shows only part of a page.
+    #[serde(skip)]
+    resume: Vec<String>,
+}
+
+impl SearchPage {
+    /// A cursor that continues right after `hits[index]` (so a caller that keeps only the
+    /// first hits of a page can go on without a gap); `None` past the last hit. Sealed and
+    /// bound like [`SearchPage::next`].
+    pub fn cursor_after(&self, index: usize) -> Option<&str> {
+        self.resume.get(index).map(String::as_str)
+    }
 }
 
 /// Folds text for case-insensitive matching, one character at a time (so an offset in the
@@ -287,12 +344,18 @@ impl Store {
         self.shared.metrics.time(Op::List, || {
             let shared = &self.shared;
             let now = shared.now();
+            let binding = q.binding(who);
+            let cursors = &shared.search_cursors;
+            // Opened before anything is read: a cursor that does not open says nothing
+            // about the data, only that it is not valid here.
+            let after = q.after.as_deref().map(|c| cursors.open(&binding, c)).transpose()?;
             let (page, hit_keys) = shared.read_snapshot_as(who, |conn, p| {
                 let upper = glob::prefix_successor(&q.prefix);
-                let after = q.after.as_ref().map(|(n, k)| (n.as_str(), k.as_str()));
-                // The window: at most `scan_budget` rows from the cursor on, using only
-                // what the primary key (swarm, namespace, key) can seek on, so finding its
-                // end costs at most that many steps.
+                let after = after.as_ref().map(|(n, k)| (n.as_str(), k.as_str()));
+                // The window: at most the scan budget of rows from the cursor on, using
+                // only what the primary key (swarm, namespace, key) can seek on, so
+                // finding its end costs at most that many steps. It counts rows the
+                // caller cannot see, so its end is only ever handed out sealed.
                 let mut wsql = String::from("SELECT namespace, key FROM memory WHERE swarm_id = ?1");
                 let mut wbinds: Vec<Bind<'_>> = vec![Bind::Text(q.swarm.as_str())];
                 let mut n = 2;
@@ -318,7 +381,8 @@ impl Store {
                     n += 2;
                 }
                 wsql.push_str(&format!(" ORDER BY namespace, key LIMIT 1 OFFSET ?{n}"));
-                let offset = i64::try_from(q.scan_budget.saturating_sub(1)).unwrap_or(i64::MAX);
+                let budget = shared.config.search_scan_budget;
+                let offset = i64::try_from(budget.saturating_sub(1)).unwrap_or(i64::MAX);
                 wbinds.push(Bind::Int(offset));
                 let window_end: Option<(String, String)> = {
                     use rusqlite::OptionalExtension as _;
@@ -434,13 +498,24 @@ impl Store {
                 // Where to go on from: the last row looked at when this call stopped on its
                 // own budget, the window's end when the window did not reach the end of
                 // the range, nothing when the range was searched to its end.
+                // The last row looked at is one the caller can see; the window's end may
+                // not be.
                 let next = if stopped_early {
-                    last
+                    last.map(|at| (at, Exposure::Visible))
                 } else {
-                    window_end
+                    window_end.map(|end| (end, Exposure::MaybeHidden))
                 };
-                let next = next.map(|(ns, key)| format!("{ns}\u{1f}{key}"));
-                Ok((SearchPage { hits, next, examined, unreadable }, hit_keys))
+                let next = next
+                    .map(|((ns, key), exposure)| cursors.seal(&binding, &ns, &key, exposure))
+                    .transpose()?;
+                let resume = hit_keys
+                    .iter()
+                    .map(|k: &RecordKey| {
+                        let (ns, key) = (k.namespace().as_str(), k.key().as_str());
+                        cursors.seal(&binding, ns, key, Exposure::Visible)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((SearchPage { hits, next, examined, unreadable, resume }, hit_keys))
             })?;
             for key in &hit_keys {
                 shared.after_read(who, key, now, "memory.search");
@@ -495,7 +570,32 @@ mod tests {
         assert!(SearchQuery::new(swarm.clone(), &many.join(" ")).is_err());
         let q = SearchQuery::new(swarm.clone(), "A a b").unwrap();
         assert_eq!(q.terms, ["a", "b"]);
-        assert!(q.clone().after("no-separator").is_err());
-        assert!(q.after("ns\u{1f}key").is_ok());
+    }
+
+    #[test]
+    fn the_binding_tells_queries_and_principals_apart() {
+        let swarm = SwarmId::new("s").unwrap();
+        let ann = Identity::Agent(AgentId::new("ann").unwrap());
+        let bob = Identity::Agent(AgentId::new("bob").unwrap());
+        let q = SearchQuery::new(swarm.clone(), "needle").unwrap();
+        let ns = Namespace::new("n").unwrap();
+        let bindings = [
+            q.binding(&ann),
+            q.binding(&bob),
+            q.binding(&Identity::System),
+            q.clone().prefix("a").binding(&ann),
+            q.clone().tag("a").binding(&ann),
+            q.clone().namespace(ns).binding(&ann),
+            SearchQuery::new(swarm.clone(), "needle hay").unwrap().binding(&ann),
+            SearchQuery::new(SwarmId::new("t").unwrap(), "needle").unwrap().binding(&ann),
+        ];
+        for (i, a) in bindings.iter().enumerate() {
+            for b in &bindings[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // The page size, snippet length and case of the words do not matter.
+        let same = SearchQuery::new(swarm, "NEEDLE").unwrap().limit(3).snippet_chars(40);
+        assert_eq!(same.binding(&ann), q.binding(&ann));
     }
 }

@@ -235,3 +235,50 @@ fn audit_times_never_decrease_even_when_the_clock_steps_back() {
     assert!(rows.windows(2).all(|w| w[0].at <= w[1].at));
     assert!(env.store.verify_audit().unwrap().is_intact());
 }
+
+#[test]
+fn an_unknown_format_cannot_hide_forged_feed_columns() {
+    let env = busy_env();
+    let conn = raw(env.path());
+    conn.execute_batch(
+        "PRAGMA ignore_check_constraints = ON;
+         UPDATE audit_log SET fmt = 3, namespace = 'hr', key = 'forged', acl_level = 4
+         WHERE seq = (SELECT max(seq) FROM audit_log WHERE key IS NOT NULL);",
+    )
+    .unwrap();
+    let p = env.store.verify_audit().unwrap().problem;
+    assert!(matches!(p, Some(ChainProblem::Edited { .. })), "{p:?}");
+}
+
+#[test]
+fn a_truncation_hidden_by_editing_the_version_offset_is_reported() {
+    let env = busy_env();
+    let conn = raw(env.path());
+    let last: i64 = conn.query_row("SELECT max(seq) FROM audit_log", [], |r| r.get(0)).unwrap();
+    // The newest rows are record writes, so meta.audit_head lags behind them; raising the
+    // offset by the number of rows removed makes the newest version point at the new end.
+    conn.execute_batch(&format!(
+        "DELETE FROM audit_log WHERE seq > {};
+         UPDATE meta SET value = value + 3 WHERE key = 'version_offset';",
+        last - 3
+    ))
+    .unwrap();
+    let p = env.store.verify_audit().unwrap().problem;
+    assert!(matches!(p, Some(ChainProblem::WitnessMismatch { .. })), "{p:?}");
+}
+
+#[test]
+fn editing_a_records_version_is_reported() {
+    // Every version points at the audit row that wrote its record: lowering one (to hide
+    // the row that wrote it, say) or raising one shows.
+    for edit in [
+        "UPDATE memory SET version = version - 1 WHERE key = 'k19'",
+        "UPDATE memory SET version = version - 3 WHERE key = 'k10'",
+        "UPDATE memory SET version = version + 1 WHERE key = 'k4'",
+    ] {
+        let env = busy_env();
+        raw(env.path()).execute(edit, []).unwrap();
+        let p = env.store.verify_audit().unwrap().problem;
+        assert!(matches!(p, Some(ChainProblem::WitnessMismatch { .. })), "{edit}: {p:?}");
+    }
+}

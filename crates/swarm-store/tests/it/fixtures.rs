@@ -30,10 +30,15 @@ pub(crate) struct Env {
 impl Env {
     /// A store on a fresh file, with the test key, a manual clock at T0 and no sweeper.
     pub(crate) fn new() -> Self {
+        Self::with_config(|c| c)
+    }
+
+    /// Like [`Env::new`], with the test configuration adjusted by `adjust`.
+    pub(crate) fn with_config(adjust: impl FnOnce(StoreConfig) -> StoreConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("test.db");
         let clock = ManualClock::new(Timestamp::from_millis(T0));
-        let store = Store::open(config(&path, &clock)).unwrap();
+        let store = Store::open(adjust(config(&path, &clock))).unwrap();
         store.ensure_swarm(&Identity::System, &swarm("s1")).unwrap();
         store.ensure_swarm(&Identity::System, &swarm("s2")).unwrap();
         Env { _dir: dir, path, store, clock }

@@ -104,6 +104,103 @@ fn a_backup_taken_under_write_load_restores_to_a_consistent_verifiable_database(
     );
 }
 
+/// Entries of `dir` whose name mentions staging: what a backup or restore left behind.
+fn staging_left(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staging"))
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_backup_never_writes_through_a_link_at_its_destination() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    env.store.set(&a, &key("s1", "n", "k"), Value::from("v"), &SetOptions::new()).unwrap();
+    let dir = env.path().parent().unwrap().to_path_buf();
+    for (i, method) in [BackupMethod::Online, BackupMethod::VacuumInto].into_iter().enumerate() {
+        // `exists()` is false for a dangling link, and SQLite would follow it and create
+        // the file it points to.
+        let victim = dir.join(format!("victim{i}.db"));
+        let link = dir.join(format!("link{i}.db"));
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let e = env.store.backup(&Identity::System, &link, method, |_| {}).unwrap_err();
+        assert!(e.to_string().contains("exists"), "{method:?}: {e}");
+        assert!(!victim.exists(), "{method:?} wrote through the link");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    }
+    // A WAL or journal file already beside the destination is refused as well: SQLite
+    // would take it for the new database's own.
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let dest = dir.join(format!("planted{suffix}.db"));
+        let mut companion = dest.as_os_str().to_owned();
+        companion.push(suffix);
+        std::fs::write(&companion, b"planted").unwrap();
+        let e = env.store.backup(&Identity::System, &dest, BackupMethod::Online, |_| {});
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains(suffix), "{suffix}: {e}");
+        assert!(!dest.exists());
+        assert_eq!(std::fs::read(&companion).unwrap(), b"planted");
+    }
+    assert_eq!(staging_left(&dir), Vec::<String>::new());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_planted_while_a_restore_runs_never_redirects_it() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    for i in 0..200 {
+        let k = key("s1", "n", &format!("k{i}"));
+        env.store.set(&a, &k, Value::from("x".repeat(100)), &SetOptions::new()).unwrap();
+    }
+    let dir = env.path().parent().unwrap().to_path_buf();
+    let backup = dir.join("backup.db");
+    env.store.backup(&Identity::System, &backup, BackupMethod::Online, |_| {}).unwrap();
+    // Another database, which the restore must not touch.
+    let victim = dir.join("victim.db");
+    env.store.backup(&Identity::System, &victim, BackupMethod::Online, |_| {}).unwrap();
+    let before = std::fs::read(&victim).unwrap();
+
+    // While pages are copied (after every check of the destination), someone replaces
+    // whatever is at the destination by a link to the victim.
+    let target = dir.join("restored.db");
+    let mut planted = false;
+    let result = restore(&backup, &target, |_| {
+        if !planted {
+            planted = true;
+            let _ = std::fs::remove_file(&target);
+            std::os::unix::fs::symlink(&victim, &target).unwrap();
+        }
+    });
+    assert!(planted);
+    let e = result.unwrap_err().to_string();
+    assert!(e.contains("exists"), "{e}");
+    assert_eq!(std::fs::read(&victim).unwrap(), before, "the victim was written");
+    assert!(std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink(), "left as is");
+    for suffix in ["-wal", "-shm"] {
+        let mut p = victim.as_os_str().to_owned();
+        p.push(suffix);
+        assert!(!std::path::Path::new(&p).exists(), "victim{suffix} appeared");
+    }
+    // A WAL planted beside the destination would be replayed into the restored copy.
+    let fresh = dir.join("fresh.db");
+    std::fs::write(dir.join("fresh.db-wal"), b"planted").unwrap();
+    let e = restore(&backup, &fresh, |_| {}).unwrap_err().to_string();
+    assert!(e.contains("fresh.db-wal"), "{e}");
+    assert!(!fresh.exists());
+    std::fs::remove_file(dir.join("fresh.db-wal")).unwrap();
+    // Without interference the restore goes through, and leaves no staging directory.
+    let r = restore(&backup, &fresh, |_| {}).unwrap();
+    assert_eq!(r.integrity, "ok");
+    assert_eq!(r.bytes, std::fs::metadata(&fresh).unwrap().len());
+    assert_eq!(staging_left(&dir), Vec::<String>::new());
+    let restored = Store::open(config(&fresh, &env.clock)).unwrap();
+    assert!(restored.get(&a, &key("s1", "n", "k7")).unwrap().is_some());
+}
+
 #[test]
 fn optimize_checkpoints_analyzes_and_purges() {
     let env = Env::new();

@@ -32,7 +32,7 @@ fn search_all(store: &Store, who: &Identity, q: SearchQuery) -> (Vec<String>, us
         calls += 1;
         found.extend(keys(&page));
         match page.next.clone() {
-            Some(cursor) => page = store.search(who, &q.clone().after(&cursor).unwrap()).unwrap(),
+            Some(cursor) => page = store.search(who, &q.clone().after(cursor)).unwrap(),
             None => return (found, calls),
         }
         assert!(calls < 10_000, "the cursor never ended");
@@ -229,12 +229,13 @@ fn pages_follow_the_cursor_without_gaps_or_repeats() {
     let expected: Vec<String> = (0..25).map(|i| format!("n/k{i:02}")).collect();
     assert_eq!(all, expected);
     assert_eq!(calls, 3);
-    assert!(matches!(query("x").after("bad"), Err(StoreError::Invalid(_))));
+    let e = env.store.search(&ann, &query("x").after("bad")).unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e}");
 }
 
 #[test]
 fn a_flood_of_invisible_records_costs_calls_not_an_unbounded_scan() {
-    let env = Env::new();
+    let env = Env::with_config(|c| c.with_search_scan_budget(100));
     let ann = env.agent("ann", "s1", &[]);
     let peer = env.agent("peer", "s1", &[]);
     let red = env.team("red", "s1");
@@ -256,7 +257,7 @@ fn a_flood_of_invisible_records_costs_calls_not_an_unbounded_scan() {
         .set(&ann, &key("s1", "n", "c"), Value::from("the needle"), &at(AclLevel::Swarm))
         .unwrap();
 
-    let q = query("needle").scan_budget(100);
+    let q = query("needle");
     let first = env.store.search(&peer, &q).unwrap();
     assert!(first.hits.is_empty());
     assert_eq!(first.examined, 0, "invisible rows are never fetched");
@@ -265,7 +266,7 @@ fn a_flood_of_invisible_records_costs_calls_not_an_unbounded_scan() {
     let mut calls = 1;
     let mut found = Vec::new();
     while let Some(c) = page.next.clone() {
-        page = env.store.search(&peer, &q.clone().after(&c).unwrap()).unwrap();
+        page = env.store.search(&peer, &q.clone().after(c)).unwrap();
         assert!(page.examined <= 100, "one call examined {}", page.examined);
         found.extend(keys(&page));
         calls += 1;
@@ -274,8 +275,181 @@ fn a_flood_of_invisible_records_costs_calls_not_an_unbounded_scan() {
     // 901 rows, 100 per call: ten calls, the last one finding the end.
     assert_eq!(calls, 10);
     // The insider sees the team records but they are encrypted: not searched either.
-    let (found, _) = search_all(&env.store, &insider, query("needle").scan_budget(5_000));
+    let (found, _) = search_all(&env.store, &insider, query("needle"));
     assert_eq!(found, ["n/c"]);
+}
+
+/// The sealed bytes of a cursor, as the caller could decode them.
+fn cursor_bytes(cursor: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn cursors_never_name_or_depend_on_hidden_records() {
+    // The smallest window a store accepts (asking for less gets this), so that windows end
+    // on hidden rows again and again.
+    let env = Env::with_config(|c| c.with_search_scan_budget(1));
+    let ann = env.agent("ann", "s1", &[]);
+    let peer = env.agent("peer", "s1", &[]);
+    // Rows peer cannot see, of many lengths and all named `secret…`: ann's private
+    // records (encrypted), system records (plaintext) and expired swarm records. Between
+    // them, visible matches.
+    let (mut private, mut system, mut expiring, mut open) = (vec![], vec![], vec![], vec![]);
+    for i in 0..40 {
+        // Up to 320 bytes: some names are longer than a cursor holds inline.
+        let pad = "x".repeat((i % 17) * 20);
+        private.push(format!("k{i:03}-a-secret-private{pad}"));
+        for j in 0..30 {
+            system.push(format!("k{i:03}-b-secret-system{j:02}{pad}"));
+        }
+        expiring.push(format!("k{i:03}-c-secret-expiring{pad}"));
+        open.push(format!("k{i:03}-d-open"));
+    }
+    let put = |who: &Identity, names: &[String], opts: SetOptions| {
+        for chunk in names.chunks(500) {
+            let items = chunk.iter().map(|n| (key("s1", "n", n), Value::from("needle"))).collect();
+            env.store.mset(who, items, &opts).unwrap();
+        }
+    };
+    put(&ann, &private, at(AclLevel::Private));
+    put(&Identity::System, &system, at(AclLevel::System));
+    put(&ann, &expiring, at(AclLevel::Swarm).ttl(Duration::from_secs(1)));
+    put(&ann, &open, at(AclLevel::Swarm));
+    env.clock.advance(2_000);
+    let hidden_names: Vec<&String> = private.iter().chain(&system).chain(&expiring).collect();
+    let visible: Vec<String> = open.iter().map(|n| format!("n/{n}")).collect();
+
+    let q = query("needle");
+    let mut page = env.store.search(&peer, &q).unwrap();
+    let (mut found, mut examined, mut cursors) = (Vec::new(), 0, Vec::new());
+    loop {
+        found.extend(keys(&page));
+        examined += page.examined;
+        let Some(c) = page.next.clone() else { break };
+        let bytes = cursor_bytes(&c);
+        for name in &hidden_names {
+            assert!(!c.contains(name.as_str()) && !contains(&bytes, name.as_bytes()), "{c}");
+        }
+        assert!(!contains(&bytes, b"secret") && !contains(&bytes, b"k0"), "{c}");
+        cursors.push(c.clone());
+        page = env.store.search(&peer, &q.clone().after(c)).unwrap();
+        assert!(cursors.len() < 1_000, "the cursor never ended");
+    }
+    // Every visible match, across pages, and nothing hidden counted anywhere.
+    assert_eq!(found, visible);
+    assert_eq!(examined, 40, "only the visible records were examined");
+    // 1 320 rows in windows of 100 (the floor): 14 pages, so 13 cursors, each of one
+    // length whatever key length the window ended on.
+    assert_eq!(cursors.len(), 13);
+    assert!(cursors.iter().all(|c| c.len() == cursors[0].len()), "cursor lengths differ");
+    let mut unique = cursors.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), cursors.len());
+}
+
+#[test]
+fn a_forged_edited_or_borrowed_cursor_is_refused_the_same_way() {
+    use base64::Engine as _;
+    let mut env = Env::with_config(|c| c.with_search_scan_budget(100));
+    let ann = env.agent("ann", "s1", &[]);
+    let peer = env.agent("peer", "s1", &[]);
+    let items: Vec<_> =
+        (0..250).map(|i| (key("s1", "n", &format!("k{i:03}")), Value::from("hay"))).collect();
+    env.store.mset(&ann, items, &at(AclLevel::Swarm)).unwrap();
+    env.store.set(&ann, &key("s1", "n", "z"), Value::from("needle"), &at(AclLevel::Swarm)).unwrap();
+    let q = query("needle").limit(5);
+    let cursor = env.store.search(&peer, &q).unwrap().next.expect("the window ended first");
+    // The genuine cursor works, for its own agent and query, as often as asked.
+    for _ in 0..2 {
+        let page = env.store.search(&peer, &q.clone().after(cursor.clone())).unwrap();
+        assert!(page.hits.is_empty() && page.next.is_some());
+    }
+    // A different page size is the same query.
+    env.store.search(&peer, &q.clone().limit(50).after(cursor.clone())).unwrap();
+
+    let refused = |store: &Store, who: &Identity, q: SearchQuery| -> String {
+        match store.search(who, &q) {
+            Err(e @ StoreError::Invalid(_)) => e.to_string(),
+            other => panic!("expected the cursor to be refused, got {other:?}"),
+        }
+    };
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let mut edited = cursor_bytes(&cursor);
+    let last = edited.len() - 1;
+    edited[last] ^= 0x01;
+    let mut truncated = cursor.clone();
+    truncated.pop();
+    let with = |c: &str| q.clone().after(c.to_owned());
+    let s = &env.store;
+    let messages = vec![
+        // Invented: the old clear-text format, encoded or not, and noise.
+        refused(s, &peer, with("n\u{1f}k100")),
+        refused(s, &peer, with(&b64("n\u{1f}k100"))),
+        refused(s, &peer, with("AAAA")),
+        refused(s, &peer, with("")),
+        refused(s, &peer, with(&"A".repeat(100_000))),
+        // Edited.
+        refused(s, &peer, with(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&edited))),
+        refused(s, &peer, with(&truncated)),
+        refused(s, &peer, with(&format!("{cursor}A"))),
+        // Borrowed by another agent, or by the system.
+        refused(s, &ann, with(&cursor)),
+        refused(s, &Identity::System, with(&cursor)),
+        // Used for another query.
+        refused(s, &peer, query("hay").after(cursor.clone())),
+        refused(s, &peer, query("needle hay").after(cursor.clone())),
+        refused(s, &peer, query("needle").prefix("k").after(cursor.clone())),
+        refused(s, &peer, query("needle").tag("t").after(cursor.clone())),
+        refused(
+            s,
+            &peer,
+            query("needle").namespace(Namespace::new("n").unwrap()).after(cursor.clone()),
+        ),
+        refused(s, &peer, SearchQuery::new(swarm("s2"), "needle").unwrap().after(cursor.clone())),
+    ];
+    for m in &messages {
+        assert_eq!(m, "invalid input: the cursor is not valid here: start the search again");
+    }
+    // Another store handle (here: the same file reopened) has another key.
+    env.reopen();
+    assert_eq!(refused(&env.store, &peer, with(&cursor)), messages[0]);
+    // Starting again works.
+    let (found, _) = search_all(&env.store, &peer, query("needle"));
+    assert_eq!(found, ["n/z"]);
+}
+
+#[test]
+fn a_page_can_be_continued_after_any_of_its_hits() {
+    let env = Env::new();
+    let ann = env.agent("ann", "s1", &[]);
+    let items: Vec<_> =
+        (0..12).map(|i| (key("s1", "n", &format!("k{i:02}")), Value::from("match"))).collect();
+    env.store.mset(&ann, items, &at(AclLevel::Swarm)).unwrap();
+    let q = query("match").limit(10);
+    let page = env.store.search(&ann, &q).unwrap();
+    assert_eq!(page.hits.len(), 10);
+    assert_eq!(page.cursor_after(10), None);
+    // Keep four hits, continue after the fourth: nothing is skipped or repeated.
+    let c = page.cursor_after(3).unwrap().to_owned();
+    let rest = env.store.search(&ann, &q.clone().after(c.clone())).unwrap();
+    assert_eq!(
+        keys(&rest),
+        ["n/k04", "n/k05", "n/k06", "n/k07", "n/k08", "n/k09", "n/k10", "n/k11"]
+    );
+    // Bound like any cursor.
+    let bob = env.agent("bob", "s1", &[]);
+    assert!(matches!(env.store.search(&bob, &q.clone().after(c)), Err(StoreError::Invalid(_))));
+    // The last hit's cursor is where the page's own cursor continues.
+    let after_last =
+        env.store.search(&ann, &q.clone().after(page.cursor_after(9).unwrap())).unwrap();
+    let after_page = env.store.search(&ann, &q.clone().after(page.next.clone().unwrap())).unwrap();
+    assert_eq!(keys(&after_last), keys(&after_page));
 }
 
 #[test]

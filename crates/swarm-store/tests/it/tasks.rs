@@ -834,6 +834,64 @@ fn dependency_statuses_and_readiness_are_shown_only_where_visible() {
 }
 
 #[test]
+fn refusals_do_not_name_tasks_or_links_the_caller_cannot_see() {
+    let env = Env::new();
+    let ann = env.agent("ann", "s1", &[]);
+    let bob = env.agent("bob", "s1", &[]);
+    let s = &env.store;
+    for id in ["task-a", "task-b", "prep-open"] {
+        s.create_task(&ann, TaskSpec::new(id).id(id)).unwrap();
+    }
+    for id in ["prep-secret", "hidden-1", "hidden-2"] {
+        s.create_task(&ann, TaskSpec::new(id).id(id).level(AclLevel::Private)).unwrap();
+    }
+    let hidden = ["prep-secret", "hidden-1", "hidden-2"];
+
+    // task-a waits for a task bob sees and one he does not.
+    s.add_dependency(&ann, "task-a", "prep-open", DependencyKind::Hard).unwrap();
+    s.add_dependency(&ann, "task-a", "prep-secret", DependencyKind::Hard).unwrap();
+    let blocked = |who: &Identity| match s.claim_task(who, "task-a", LEASE) {
+        Err(StoreError::Blocked(m)) => m,
+        other => panic!("expected Blocked, got {other:?}"),
+    };
+    assert_eq!(blocked(&bob), "task task-a waits for prep-open, <hidden>");
+    assert_eq!(blocked(&ann), "task task-a waits for prep-open, prep-secret");
+
+    // ann links task-a -> hidden-1 -> hidden-2 -> task-b: bob's edge task-b -> task-a
+    // closes a cycle through two tasks he cannot see. It is refused all the same.
+    s.add_dependency(&ann, "task-a", "hidden-1", DependencyKind::Hard).unwrap();
+    s.add_dependency(&ann, "hidden-1", "hidden-2", DependencyKind::Soft).unwrap();
+    s.add_dependency(&ann, "hidden-2", "task-b", DependencyKind::Hard).unwrap();
+    let e = s.add_dependency(&bob, "task-b", "task-a", DependencyKind::Hard).unwrap_err();
+    assert_eq!(named_cycle(&e), ["task-b", "task-a", "<hidden>", "task-b"]);
+    for h in hidden {
+        assert!(!e.to_string().contains(h), "{e}");
+    }
+    let edge = "SELECT count(*) FROM dependencies WHERE dependent_id = 'task-b' AND dependency_id = 'task-a'";
+    assert_eq!(count(&env, edge), 0, "the cycle is still refused");
+    // The conflict it records does not name them either.
+    let (description, detail): (String, String) = raw(env.path())
+        .query_row(
+            "SELECT description, detail FROM conflicts WHERE type = 'dependency_clash' AND entity_a_id = 'task-b'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        description,
+        "dependency would close the cycle task-b -> task-a -> <hidden> -> task-b"
+    );
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(detail["cycle"], json!(["task-b", "task-a", "<hidden>", "task-b"]));
+    for h in hidden {
+        assert!(!detail.to_string().contains(h), "{detail}");
+    }
+    // ann sees every task on the cycle, and is told all of them.
+    let e = s.add_dependency(&ann, "task-b", "task-a", DependencyKind::Hard).unwrap_err();
+    assert_eq!(named_cycle(&e), ["task-b", "task-a", "hidden-1", "hidden-2", "task-b"]);
+}
+
+#[test]
 fn changing_a_task_one_cannot_see_is_refused_as_absent_and_audited() {
     let env = Env::new();
     let ann = env.agent("ann", "s1", &[]);
