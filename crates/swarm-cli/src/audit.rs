@@ -66,6 +66,10 @@ pub(crate) fn describe_problem(p: &ChainProblem) -> String {
         ChainProblem::Inserted { seq } => {
             format!("row {seq} does not follow its predecessor: inserted, reordered or replaced")
         }
+        ChainProblem::WitnessMismatch { version, seq } => format!(
+            "the newest record's version {version} points at row {seq}, which did not write it: \
+             the end of the log, a record's version or the version offset was edited"
+        ),
         ChainProblem::Truncated { last, recorded } => {
             format!(
                 "the newest rows were removed: the last row is {last}, the recorded head {recorded}"

@@ -177,7 +177,9 @@ fn file_outcome(
 /// `restore BACKUP PATH`: needs no open database; `--db` names the database the backup
 /// came from, whose key file and swarm secret are copied when none lie beside the backup.
 pub(crate) fn restore(g: &Global, a: &RestoreArgs) -> Result<Reply> {
-    if a.path.exists() {
+    // A dangling link counts as existing too (`exists()` follows it): the restore would
+    // refuse it anyway, and this gives the same usage error for it.
+    if std::fs::symlink_metadata(&a.path).is_ok() {
         return Err(CliError::usage(format!(
             "{} exists: restore into a new path (a restore never overwrites a database)",
             a.path.display()
@@ -308,6 +310,14 @@ pub(crate) fn rotate_key(g: &Global, a: &RotateArgs) -> Result<Reply> {
             .map(|id| id.get())
             .filter(|id| !in_use.contains(id) && Some(*id) != active)
             .collect();
+        // A process loads the keyring when it opens the database: one opened before the
+        // rotation has no key for the rows just re-sealed, and seals new rows with the
+        // old key, until it is restarted.
+        let restart = format!(
+            "restart every long-running process that opened the database before this rotation (MCP servers, applications embedding swarm-memory): they loaded the key file when they opened it, so until restarted they cannot read records re-sealed under key {} and keep sealing new records with the old key; then run `swarm-memory rotate-key --resume` to re-seal those",
+            output::opt(active)
+        );
+        let _ = writeln!(text, "{restart}");
         let doc = json!({
             "key_file": kf,
             "added_key_id": added,
@@ -315,10 +325,13 @@ pub(crate) fn rotate_key(g: &Global, a: &RotateArgs) -> Result<Reply> {
             "rotation": to_json(&report)?,
             "keys": to_json(&keys)?,
             "unused_key_ids": unused,
+            "restart_required": {
+                "processes": "every long-running process that opened the database before this rotation (MCP servers, applications embedding swarm-memory)",
+                "reason": "the keyring is loaded when the database is opened",
+                "message": restart,
+            },
         });
-        let mut reply = Reply::new(doc, text).info(
-            "processes that had the database open keep sealing with the old key until they reopen it: run `swarm-memory rotate-key --resume` once they did",
-        );
+        let mut reply = Reply::new(doc, text);
         if report.remaining > 0 {
             reply = reply.note(format!(
                 "{} records are left (memory {}, artifacts {}, events {}): run `swarm-memory rotate-key --resume`",

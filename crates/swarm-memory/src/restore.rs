@@ -122,7 +122,9 @@ enum Plan {
     Missing(PathBuf),
 }
 
-/// Files created by this restore, removed again if a later step fails.
+/// Files created by this restore, removed again if a later step fails. A path is recorded
+/// only once this call's exclusive create (or no-replace move) made it, so an undo never
+/// removes a file another process put there.
 #[derive(Default)]
 struct Created(Vec<PathBuf>);
 
@@ -138,26 +140,28 @@ fn candidates(backup: &Path, original: Option<&Path>, name: fn(&Path) -> PathBuf
     std::iter::once(name(backup)).chain(original.map(name)).collect()
 }
 
-/// Finds the file to copy to `dest` among `sources`; `check` validates it (permissions and
-/// content) before anything is written.
-fn plan_copy(
+/// Whether anything is at `path`, a dangling symbolic link included.
+fn occupied(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Finds the file to copy to `dest` among `sources`. `read` reads a file once, checking
+/// its permissions and content, and returns its bytes with what they hold: the bytes
+/// checked are the bytes copied, and what they hold is what the restore uses.
+fn plan_copy<T>(
     dest: PathBuf,
     sources: Vec<PathBuf>,
-    check: impl Fn(&Path) -> Result<()>,
-) -> Result<Plan> {
-    if dest.exists() {
-        check(&dest)?;
-        return Ok(Plan::Present(dest));
+    read: impl Fn(&Path) -> Result<(zeroize::Zeroizing<Vec<u8>>, T)>,
+) -> Result<(Plan, Option<T>)> {
+    if occupied(&dest) {
+        let (_, held) = read(&dest)?;
+        return Ok((Plan::Present(dest), Some(held)));
     }
-    let Some(from) = sources.into_iter().find(|p| p.exists()) else {
-        return Ok(Plan::Missing(dest));
+    let Some(from) = sources.into_iter().find(|p| occupied(p)) else {
+        return Ok((Plan::Missing(dest), None));
     };
-    check(&from)?;
-    let bytes = zeroize::Zeroizing::new(
-        std::fs::read(&from)
-            .map_err(|e| Error::Key(format!("cannot read {}: {e}", from.display())))?,
-    );
-    Ok(Plan::Copy(Planned { from, to: dest, bytes }))
+    let (bytes, held) = read(&from)?;
+    Ok((Plan::Copy(Planned { from, to: dest, bytes }), Some(held)))
 }
 
 fn outcome(plan: &Plan) -> FileOutcome {
@@ -184,30 +188,25 @@ impl SwarmMemory {
         options: &RestoreOptions,
         progress: impl FnMut(Progress),
     ) -> Result<RestoreReport> {
-        if target.exists() {
+        if occupied(target) {
             return Err(Error::Store(StoreError::Invalid(format!(
                 "{} exists: restore into a new path (a restore never overwrites a database)",
                 target.display()
             ))));
         }
-        if !backup.exists() {
+        if !occupied(backup) {
             return Err(Error::Store(StoreError::NotFound(format!("backup {}", backup.display()))));
         }
         let original = options.original.as_deref();
         // Everything is checked before anything is written.
         let (key_plan, keyring) = match &options.key {
             KeySource::Auto => {
-                let plan = plan_copy(
+                let (plan, ring) = plan_copy(
                     keyfile::key_file_for(target),
                     candidates(backup, original, keyfile::key_file_for),
-                    |p| keyfile::read(p).map(drop),
+                    keyfile::read_key_bytes,
                 )?;
-                let ring = match &plan {
-                    Plan::Copy(p) => Some(Arc::new(keyfile::read(&p.from)?)),
-                    Plan::Present(p) => Some(Arc::new(keyfile::read(p)?)),
-                    _ => None,
-                };
-                (plan, ring)
+                (plan, ring.map(Arc::new))
             }
             KeySource::File(p) => (Plan::NotNeeded, Some(Arc::new(keyfile::read(p)?))),
             KeySource::Text(t) => {
@@ -224,48 +223,43 @@ impl SwarmMemory {
             plan_copy(
                 keyfile::secret_file_for(target),
                 candidates(backup, original, keyfile::secret_file_for),
-                |p| keyfile::read_secret(p).map(drop),
+                keyfile::read_secret_bytes,
             )?
+            .0
         };
 
-        // The database file and its WAL and shared-memory files are this call's to remove
-        // on failure (those that did not exist before it).
-        let mut created = Created(
-            ["", "-wal", "-shm"]
-                .iter()
-                .map(|suffix| {
-                    let mut p = target.as_os_str().to_owned();
-                    p.push(suffix);
-                    PathBuf::from(p)
-                })
-                .filter(|p| !p.exists())
-                .collect(),
-        );
+        // The database is restored and checked in a private directory beside `target`
+        // (swarm-store checks the backup's integrity and the copy's), then opened there
+        // with its key to prove the key fits: a key whose check value differs is refused.
+        // Nothing is at `target` until all of that succeeded.
+        let staged = swarm_store::stage_restore(backup, target, progress)?;
+        let verified = match (&key_plan, &keyring) {
+            (Plan::Missing(_), _) => false,
+            (_, Some(ring)) => {
+                verify(staged.path(), Some(Arc::clone(ring))).map_err(|e| {
+                    Error::Key(format!(
+                        "it does not open the restored database ({e}): restore with the key file of the database the backup was taken from"
+                    ))
+                })?;
+                true
+            }
+            (_, None) => {
+                verify(staged.path(), None)?;
+                true
+            }
+        };
+        let mut created = Created::default();
         let result = (|| {
-            // The database first: swarm-store checks the backup's integrity and the copy's.
-            let database = swarm_store::restore(backup, target, progress)?;
+            // Moved into place only if nothing is at `target` (a concurrent restore's file
+            // or a planted link makes this fail, and is left alone).
+            let database = staged.publish()?;
+            created.0.push(target.to_path_buf());
             for plan in [&key_plan, &secret_plan] {
                 if let Plan::Copy(p) = plan {
                     keyfile::write_new_private(&p.to, &p.bytes)?;
                     created.0.push(p.to.clone());
                 }
             }
-            // Opening proves the key fits: a key whose check value differs is refused.
-            let verified = match (&key_plan, &keyring) {
-                (Plan::Missing(_), _) => false,
-                (_, Some(ring)) => {
-                    verify(target, Some(Arc::clone(ring))).map_err(|e| {
-                        Error::Key(format!(
-                            "it does not open the restored database ({e}): restore with the key file of the database the backup was taken from"
-                        ))
-                    })?;
-                    true
-                }
-                (_, None) => {
-                    verify(target, None)?;
-                    true
-                }
-            };
             Ok(RestoreReport {
                 database,
                 key_file: outcome(&key_plan),
@@ -291,4 +285,39 @@ fn verify(path: &Path, keyring: Option<Arc<Keyring>>) -> Result<()> {
     let store = Store::open(config)?;
     store.shutdown()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_file_is_read_once_and_the_bytes_read_are_the_bytes_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("a.db.key");
+        std::fs::write(&from, b"first read").unwrap();
+        let reads = std::cell::Cell::new(0);
+        let read = |p: &Path| {
+            reads.set(reads.get() + 1);
+            let bytes = std::fs::read(p).unwrap();
+            // What a later read would see if the file were replaced meanwhile.
+            std::fs::write(p, b"replaced").unwrap();
+            Ok((zeroize::Zeroizing::new(bytes), reads.get()))
+        };
+        let to = dir.path().join("b.db.key");
+        let (plan, held) = plan_copy(to.clone(), vec![from.clone()], read).unwrap();
+        assert_eq!((reads.get(), held), (1, Some(1)));
+        match plan {
+            Plan::Copy(p) => {
+                assert_eq!((p.from, p.to), (from, to.clone()));
+                assert_eq!(p.bytes.as_slice(), b"first read");
+            }
+            _ => panic!("expected a copy"),
+        }
+        // A file already at the destination is read once too, and kept.
+        std::fs::write(&to, b"present").unwrap();
+        let (plan, _) = plan_copy(to.clone(), vec![], read).unwrap();
+        assert!(matches!(plan, Plan::Present(p) if p == to));
+        assert_eq!(reads.get(), 2);
+    }
 }

@@ -952,3 +952,63 @@ fn search_pages_stay_small_over_ten_thousand_records() {
     assert!(r["next_cursor"].is_string(), "the scan budget ran out before the end: {r}");
     assert_eq!(s.finish().code, 0);
 }
+
+#[test]
+fn search_cursors_are_sealed_to_the_server_the_agent_and_the_query() {
+    use base64::Engine as _;
+    let env = Env::init();
+    let ann = env.register("ann", &[]);
+    let ben = env.register("ben", &[]);
+    let mut a = Mcp::start(&env, &ann, &[]);
+    a.initialize();
+    a.ok(
+        "memory_store",
+        json!({ "key": "open-1", "namespace": "n", "value": "needle one", "level": "swarm" }),
+    );
+    a.ok(
+        "memory_store",
+        json!({ "key": "open-2", "namespace": "n", "value": "needle two", "level": "swarm" }),
+    );
+    a.ok(
+        "memory_store",
+        json!({ "key": "secret-plan", "namespace": "n", "value": "needle", "level": "private" }),
+    );
+    let first = a.ok("memory_search", json!({ "query": "needle", "limit": 1 }));
+    assert_eq!(first["hits"][0]["key"], "open-1");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    // Opaque: no key, no namespace, in the text or in its decoded bytes.
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&cursor).unwrap();
+    for name in ["open-1", "secret-plan", "n\u{1f}"] {
+        assert!(!cursor.contains(name), "{cursor}");
+        assert!(!bytes.windows(name.len()).any(|w| w == name.as_bytes()), "{cursor}");
+    }
+    // It continues the same query for the same agent.
+    let next = a.ok("memory_search", json!({ "query": "needle", "limit": 1, "cursor": cursor }));
+    assert_eq!(next["hits"][0]["key"], "open-2");
+
+    // Anything else is refused, with one message.
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("n\u{1f}open-1");
+    let mut refusals = vec![
+        a.err("memory_search", json!({ "query": "needle", "cursor": forged })),
+        a.err("memory_search", json!({ "query": "needle", "cursor": "garbage!" })),
+        a.err("memory_search", json!({ "query": "other words", "cursor": cursor })),
+        a.err("memory_search", json!({ "query": "needle", "prefix": "open", "cursor": cursor })),
+    ];
+    // Another agent's server, and another server of the same agent: another process.
+    let mut b = Mcp::start(&env, &ben, &[]);
+    b.initialize();
+    refusals.push(b.err("memory_search", json!({ "query": "needle", "cursor": cursor })));
+    let mut again = Mcp::start(&env, &ann, &[]);
+    again.initialize();
+    refusals.push(again.err("memory_search", json!({ "query": "needle", "cursor": cursor })));
+    for (kind, text) in &refusals {
+        assert_eq!(kind, "invalid_input");
+        assert_eq!(
+            text, "invalid_input: the cursor is not valid here: start the search again",
+            "{refusals:?}"
+        );
+    }
+    for s in [a, b, again] {
+        assert_eq!(s.finish().code, 0);
+    }
+}

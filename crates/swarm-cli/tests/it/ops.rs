@@ -174,6 +174,11 @@ fn rotate_key_reencrypts_everything_under_a_new_key() {
     );
     // Key 1 seals nothing any more, and the operator is told so.
     assert_eq!(doc["unused_key_ids"], serde_json::json!([1]));
+    // The operator learns that processes opened before the rotation must be restarted.
+    let restart = doc["restart_required"]["message"].as_str().unwrap();
+    assert!(restart.contains("restart every long-running process"), "{restart}");
+    assert!(restart.contains("MCP servers") && restart.contains("key 2"), "{restart}");
+    assert!(doc["restart_required"]["reason"].as_str().unwrap().contains("loaded"));
     assert!(r.stderr.contains("no record is sealed with key 1 any more"), "{}", r.stderr);
     let key_lines = std::fs::read_to_string(env.path("swarm-memory.db.key")).unwrap();
     let ids: Vec<&str> = key_lines
@@ -216,6 +221,11 @@ fn rotate_key_reencrypts_everything_under_a_new_key() {
         text.stdout
     );
     assert!(text.stdout.contains("artifact  1"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("restart every long-running process that opened the database before this rotation (MCP servers"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]

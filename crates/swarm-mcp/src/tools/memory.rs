@@ -223,14 +223,14 @@ pub(crate) struct SearchArgs {
     tag: Option<String>,
     /// Records or hits per page, 1 to 50 (default 20). A page may hold fewer to stay small.
     limit: Option<u32>,
-    /// `next_cursor` of the previous page, unchanged.
+    /// `next_cursor` of the previous page, unchanged, with the same other arguments. A
+    /// search cursor is valid only in this server process, for this agent and this search.
     cursor: Option<String>,
 }
 
 pub(crate) fn search(ctx: &Ctx, a: SearchArgs) -> Outcome {
     let limit = limit(a.limit, 20, MAX_PAGE)?;
     let namespace = a.namespace.as_deref().map(Namespace::new).transpose()?;
-    let after = a.cursor.as_deref().map(decode_cursor).transpose()?;
     let prefix = a.prefix.unwrap_or_default();
     match a.query.filter(|q| !q.trim().is_empty()) {
         Some(text) => {
@@ -241,14 +241,17 @@ pub(crate) fn search(ctx: &Ctx, a: SearchArgs) -> Outcome {
             if let Some(t) = a.tag {
                 q = q.tag(t);
             }
-            if let Some(c) = &after {
-                q = q.after(c)?;
+            // A search cursor is the store's sealed cursor, handed through unchanged: only
+            // the store that issued it opens it, for this agent and this query.
+            if let Some(c) = a.cursor {
+                q = q.after(c.trim().to_owned());
             }
             let page = ctx.store().search(ctx.who(), &q)?;
             let hits: Vec<(Json, String)> = page
                 .hits
                 .iter()
-                .map(|h| {
+                .enumerate()
+                .map(|(i, h)| {
                     let item = json!({
                         "namespace": h.namespace,
                         "key": h.key,
@@ -260,11 +263,11 @@ pub(crate) fn search(ctx: &Ctx, a: SearchArgs) -> Outcome {
                         "updated_at": h.updated_at,
                         "snippet": h.snippet,
                     });
-                    (item, format!("{}\u{1f}{}", h.namespace, h.key))
+                    (item, page.cursor_after(i).unwrap_or_default().to_owned())
                 })
                 .collect();
             let (hits, cut) = fill(hits);
-            let next = cut.or(page.next);
+            let next = cut.or_else(|| page.next.clone());
             let searched = match ctx.system.encrypted_levels() {
                 Some(l) => format!(
                     "values of visible records stored in plaintext (levels above {}; encrypted levels are not searched)",
@@ -275,13 +278,14 @@ pub(crate) fn search(ctx: &Ctx, a: SearchArgs) -> Outcome {
             Ok(Reply::new(json!({
                 "mode": "search",
                 "hits": hits,
-                "next_cursor": next.map(|c| encode_cursor(&c)),
+                "next_cursor": next,
                 "examined": page.examined,
                 "unreadable": page.unreadable,
                 "searched": searched,
             })))
         }
         None => {
+            let after = a.cursor.as_deref().map(decode_cursor).transpose()?;
             let pattern = KeyPattern::parse(&format!("{}*", escape_glob(&prefix)))?;
             let mut q = ListQuery::new(ctx.swarm().clone()).pattern(pattern).limit(limit);
             if let Some(ns) = namespace {

@@ -207,3 +207,75 @@ fn without_files_to_copy_the_restore_says_what_is_missing() {
     assert!(matches!(e.as_store(), Some(StoreError::NotFound(_))), "{e}");
     assert!(!dir.path().join("x.db").exists());
 }
+
+/// Entries of `dir` whose name mentions staging or a temporary file: left behind.
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staging") || n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn a_file_another_restore_puts_at_the_target_meanwhile_is_never_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, backup, ann) = database_with_backup(dir.path());
+    let target = dir.path().join("restored.db");
+    // While this restore copies pages, a concurrent one claims the same target.
+    let mut raced = false;
+    let e = SwarmMemory::restore(&backup, &target, &RestoreOptions::new().original(&db), |_| {
+        if !raced {
+            raced = true;
+            let _ = std::fs::remove_file(&target);
+            std::fs::write(&target, b"the other restore's file").unwrap();
+        }
+    })
+    .unwrap_err();
+    assert!(raced);
+    assert!(e.to_string().contains("exists"), "{e}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"the other restore's file", "removed by undo");
+    for p in [key_file_for(&target), secret_file_for(&target)] {
+        assert!(!p.exists(), "{} was left behind", p.display());
+    }
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+    // Elsewhere the same restore goes through, and leaves nothing aside.
+    let elsewhere = dir.path().join("elsewhere.db");
+    SwarmMemory::restore(&backup, &elsewhere, &RestoreOptions::new().original(&db), |_| {})
+        .unwrap();
+    reads_back(&elsewhere, &ann);
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_restore_never_writes_through_a_link_or_beside_a_planted_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, backup, _) = database_with_backup(dir.path());
+    let options = RestoreOptions::new().original(&db);
+    // A dangling link at the target: `exists()` is false, and SQLite would follow it.
+    let target = dir.path().join("restored.db");
+    let victim = dir.path().join("victim.db");
+    std::os::unix::fs::symlink(&victim, &target).unwrap();
+    let e = SwarmMemory::restore(&backup, &target, &options, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("exists"), "{e}");
+    assert!(!victim.exists(), "written through the link");
+    assert!(std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink());
+    // A WAL already beside the target would be taken for the restored database's own.
+    let target = dir.path().join("fresh.db");
+    let wal = dir.path().join("fresh.db-wal");
+    std::fs::write(&wal, b"planted").unwrap();
+    let e = SwarmMemory::restore(&backup, &target, &options, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("fresh.db-wal"), "{e}");
+    assert_eq!(std::fs::read(&wal).unwrap(), b"planted");
+    for p in [target.clone(), key_file_for(&target), secret_file_for(&target)] {
+        assert!(!p.exists(), "{} was written", p.display());
+    }
+    // A dangling link where the key file goes is not written through either.
+    let target = dir.path().join("third.db");
+    let stolen = dir.path().join("stolen.key");
+    std::os::unix::fs::symlink(&stolen, key_file_for(&target)).unwrap();
+    assert!(SwarmMemory::restore(&backup, &target, &options, |_| {}).is_err());
+    assert!(!stolen.exists() && !target.exists());
+    assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+}
