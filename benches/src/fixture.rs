@@ -25,6 +25,12 @@ pub(crate) const LOAD_BATCH: usize = 1000;
 pub(crate) const RAW_GET: &str =
     "SELECT value, version FROM memory WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3";
 
+/// [`RAW_GET`] joined to the ACL generation the way the store's point read is (one
+/// statement returns the current generation and the row): not a goal's baseline, but it
+/// shows how much of GET's cost is the exact cross-process revoke check.
+pub(crate) const RAW_GET_JOINED: &str = "SELECT m.value, m.version FROM meta AS g LEFT JOIN memory AS m \
+    ON m.swarm_id = ?1 AND m.namespace = ?2 AND m.key = ?3 WHERE g.key = 'acl_generation'";
+
 /// The raw autocommit upsert the store's SET is compared with: the statement the store
 /// itself runs for a write, with the same sixteen parameters, but without the ACL checks,
 /// the existing-record read, the change-feed row, the audit row and the transaction
@@ -78,6 +84,18 @@ pub(crate) fn raw_get(
     conn.prepare_cached(RAW_GET)?.query_row(rusqlite::params![SWARM, namespace, key], |r| {
         let value: Vec<u8> = r.get(0)?;
         Ok((value.len(), r.get(1)?))
+    })
+}
+
+/// Runs [`RAW_GET_JOINED`] and returns the envelope's length and the version.
+pub(crate) fn raw_get_joined(
+    conn: &Connection,
+    namespace: &str,
+    key: &str,
+) -> rusqlite::Result<(usize, i64)> {
+    conn.prepare_cached(RAW_GET_JOINED)?.query_row(rusqlite::params![SWARM, namespace, key], |r| {
+        let value: Option<Vec<u8>> = r.get(0)?;
+        Ok((value.map_or(0, |v| v.len()), r.get::<_, Option<i64>>(1)?.unwrap_or(0)))
     })
 }
 

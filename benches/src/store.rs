@@ -87,7 +87,7 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
     anyhow::ensure!(fixture::raw_get(&raw, "public", &names[1])?.0 == envelope.len());
 
     eprintln!("store: GET and SET against raw rusqlite, {ROUNDS} rounds");
-    let mut best: [Option<Measurement>; 6] = Default::default();
+    let mut best: [Option<Measurement>; 8] = Default::default();
     let keep = |slot: &mut Option<Measurement>, m: Measurement| {
         *slot = Some(match slot.take() {
             None => m,
@@ -112,6 +112,16 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
         );
         keep(&mut best[0], ours);
         keep(&mut best[1], raw_m);
+        let (mut r1, mut r2) = (Rng::new(seed), Rng::new(seed));
+        let (joined, plain) = measure_pair(
+            ("raw point read joined to the ACL generation", "raw point read (public row)"),
+            &reads,
+            BLOCK,
+            || fixture::raw_get_joined(&raw, "public", &names[r1.below(RECORDS)]).ok(),
+            || fixture::raw_get(&raw, "public", &names[r2.below(RECORDS)]).ok(),
+        );
+        keep(&mut best[6], joined);
+        keep(&mut best[7], plain);
         let (mut r1, mut r2) = (Rng::new(seed), Rng::new(seed));
         let (ours, raw_m) = measure_pair(
             ("GET private 256 B (AES-256-GCM)", "raw point read (private row)"),
@@ -145,8 +155,16 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
         keep(&mut best[4], ours);
         keep(&mut best[5], raw_m);
     }
-    let [Some(get_pub), Some(raw_pub), Some(get_priv), Some(raw_priv), Some(set), Some(upsert)] =
-        best
+    let [
+        Some(get_pub),
+        Some(raw_pub),
+        Some(get_priv),
+        Some(raw_priv),
+        Some(set),
+        Some(upsert),
+        Some(joined),
+        Some(plain),
+    ] = best
     else {
         anyhow::bail!("no rounds measured");
     };
@@ -167,6 +185,13 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
         set,
         upsert,
         Some(SET_GOAL),
+    ));
+    // No goal: what the generation join alone costs, so the GET ratios above can be read.
+    section.comparisons.push(Comparison::latency(
+        "raw point read joined to the ACL generation vs raw point read",
+        joined,
+        plain,
+        None,
     ));
 
     eprintln!("store: HAS, DELETE, INCR, MGET(10)");

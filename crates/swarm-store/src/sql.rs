@@ -27,6 +27,7 @@ impl ToSql for Bind<'_> {
 
 /// Appends the predicate's parameters, in order.
 pub(crate) fn push_pred<'a>(binds: &mut Vec<Bind<'a>>, pred: &'a SqlPredicate) {
+    binds.reserve(pred.params().len());
     for p in pred.params() {
         binds.push(match p {
             SqlParam::Text(s) => Bind::Text(s),

@@ -314,16 +314,18 @@ impl Shared {
     /// (a grant or revoke committed since it was cached), the principal is reloaded and `f`
     /// runs again inside one read transaction together with the reload, so the answer is
     /// exact.
+    /// `now` is the caller's time of the read (one clock reading per read).
     pub(crate) fn read_as<T>(
         &self,
         who: &Identity,
+        now: Timestamp,
         mut f: impl FnMut(&Connection, &Principal) -> Result<(T, u64)>,
     ) -> Result<T> {
         self.check_open()?;
         let mut conn = self.pool.get()?;
         let principal = match who {
             Identity::System => Principal::System,
-            Identity::Agent(id) => match self.principals.get_with_generation(id, self.now()) {
+            Identity::Agent(id) => match self.principals.get_with_generation(id, now) {
                 Some((p, _)) => p,
                 None => self.load_principal(&mut conn, id)?,
             },

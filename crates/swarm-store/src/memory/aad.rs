@@ -6,6 +6,8 @@ use swarm_acl::AclLevel;
 
 use super::types::ValueType;
 
+const PREFIX: &[u8] = b"swarm-memory/memory/v1\0";
+
 /// Builds the associated data of a memory record.
 pub(crate) fn memory_aad(
     swarm: &str,
@@ -16,8 +18,20 @@ pub(crate) fn memory_aad(
     team: Option<&str>,
     value_type: ValueType,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + swarm.len() + namespace.len() + key.len());
-    out.extend_from_slice(b"swarm-memory/memory/v1\0");
+    // Prefix, three length-prefixed fields, level, two optional fields, value type: sized
+    // exactly so building it never reallocates (it runs on every read).
+    let len_of = |s: Option<&str>| s.map_or(1, |s| 5 + s.len());
+    let mut out = Vec::with_capacity(
+        PREFIX.len()
+            + 12
+            + swarm.len()
+            + namespace.len()
+            + key.len()
+            + 2
+            + len_of(owner)
+            + len_of(team),
+    );
+    out.extend_from_slice(PREFIX);
     field(&mut out, swarm);
     field(&mut out, namespace);
     field(&mut out, key);
@@ -46,6 +60,15 @@ fn optional(out: &mut Vec<u8>, s: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_capacity_is_exact() {
+        for (owner, team) in [(None, None), (Some("agent-7"), None), (Some("a"), Some("backend"))] {
+            let aad =
+                memory_aad("swarm", "ns", "key:1", AclLevel::Team, owner, team, ValueType::Json);
+            assert_eq!(aad.capacity(), aad.len(), "owner {owner:?}, team {team:?}");
+        }
+    }
 
     #[test]
     fn every_field_changes_the_aad() {

@@ -2,6 +2,7 @@
 //! that counting a read never turns the read into a write.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -11,36 +12,87 @@ use super::RecordKey;
 
 const SHARDS: usize = 16;
 
-/// Pending read counts: record -> (reads, last read at).
-pub(crate) type Counts = HashMap<RecordKey, (u64, i64)>;
+/// Entries a shard's table keeps room for across flushes: a burst over many keys does not
+/// hold its memory for ever.
+const KEPT_CAPACITY: usize = 4096;
 
-#[derive(Default)]
+/// foldhash, seeded at random per process: counting runs on every read, and SipHash over
+/// the three parts of a key showed in profiles of GET; a random seed keeps agent-chosen
+/// keys from being aimed at one bucket.
+type Hasher = foldhash::fast::RandomState;
+
+/// Pending read counts: record -> (reads, last read at).
+pub(crate) type Counts = HashMap<RecordKey, (u64, i64), Hasher>;
+
+/// A 128-bit fingerprint of a record key under two random seeds. The pending tables are
+/// keyed by it, so a lookup compares two words held in the table instead of following
+/// three shared strings per probe (cache misses that showed in profiles of GET). Two keys
+/// of one process sharing a fingerprint, which would merge their read counts (statistics,
+/// never data or access), has probability about 2^-128 per pair.
+type Fingerprint = u128;
+
+/// One record's pending reads.
+struct Pending {
+    key: RecordKey,
+    reads: u64,
+    last: i64,
+}
+
+type Shard = HashMap<Fingerprint, Pending, Hasher>;
+
 pub(crate) struct AccessTracker {
-    shards: Arc<[Mutex<Counts>; SHARDS]>,
+    shards: Arc<[Mutex<Shard>; SHARDS]>,
+    /// The two seeds of the fingerprint; shared by every handle.
+    seeds: Arc<(Hasher, Hasher)>,
+}
+
+impl Default for AccessTracker {
+    fn default() -> Self {
+        AccessTracker {
+            shards: Arc::default(),
+            seeds: Arc::new((Hasher::default(), Hasher::default())),
+        }
+    }
 }
 
 impl AccessTracker {
-    fn shard(&self, key: &RecordKey) -> &Mutex<Counts> {
-        use std::hash::Hasher;
-        // A fixed hasher, so one key always lands in the same shard.
-        let mut fixed = std::hash::DefaultHasher::new();
-        fixed.write(key.key().as_str().as_bytes());
-        &self.shards[(fixed.finish() as usize) % SHARDS]
+    fn fingerprint(&self, key: &RecordKey) -> Fingerprint {
+        (u128::from(self.seeds.0.hash_one(key)) << 64) | u128::from(self.seeds.1.hash_one(key))
+    }
+
+    fn shard(&self, fp: Fingerprint) -> &Mutex<Shard> {
+        // The top bits: the table inside the shard hashes the whole fingerprint again.
+        &self.shards[(fp >> 124) as usize % SHARDS]
+    }
+
+    fn add(&self, key: &RecordKey, reads: u64, last: i64) {
+        let fp = self.fingerprint(key);
+        let mut m = self.shard(fp).lock();
+        match m.get_mut(&fp) {
+            Some(p) => {
+                p.reads = p.reads.saturating_add(reads);
+                p.last = p.last.max(last);
+            }
+            None => {
+                m.insert(fp, Pending { key: key.clone(), reads, last });
+            }
+        }
     }
 
     /// Counts one read of `key` at `at`.
     pub(crate) fn record(&self, key: &RecordKey, at: i64) {
-        let mut m = self.shard(key).lock();
-        let e = m.entry(key.clone()).or_insert((0, at));
-        e.0 += 1;
-        e.1 = e.1.max(at);
+        self.add(key, 1, at);
     }
 
-    /// Takes every pending count.
+    /// Takes every pending count. Each shard keeps its table's capacity, up to
+    /// [`KEPT_CAPACITY`], so reads after a flush do not grow it again from nothing
+    /// (rehashing showed in profiles of GET).
     pub(crate) fn take(&self) -> Counts {
-        let mut out = Counts::new();
+        let mut out = Counts::default();
         for s in self.shards.iter() {
-            out.extend(std::mem::take(&mut *s.lock()));
+            let mut m = s.lock();
+            out.extend(m.drain().map(|(_, p)| (p.key, (p.reads, p.last))));
+            m.shrink_to(KEPT_CAPACITY);
         }
         out
     }
@@ -48,15 +100,12 @@ impl AccessTracker {
     /// Puts counts back after a failed flush, adding to anything counted since.
     pub(crate) fn restore(&self, counts: Counts) {
         for (k, (n, at)) in counts {
-            let mut m = self.shard(&k).lock();
-            let e = m.entry(k).or_insert((0, at));
-            e.0 += n;
-            e.1 = e.1.max(at);
+            self.add(&k, n, at);
         }
     }
 
     pub(crate) fn clone_handle(&self) -> AccessTracker {
-        AccessTracker { shards: Arc::clone(&self.shards) }
+        AccessTracker { shards: Arc::clone(&self.shards), seeds: Arc::clone(&self.seeds) }
     }
 }
 
@@ -77,4 +126,52 @@ pub(crate) fn apply_access_counts(conn: &Connection, counts: &Counts) -> rusqlit
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: &str) -> RecordKey {
+        RecordKey::parse("s", "ns", k).expect("valid key")
+    }
+
+    #[test]
+    fn counts_every_read_once_and_keeps_the_latest_time() {
+        let t = AccessTracker::default();
+        for i in 0..100 {
+            t.record(&key("a"), 10 + i);
+        }
+        t.record(&key("b"), 5);
+        t.record(&key("b"), 3);
+        let counts = t.take();
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts[&key("a")], (100, 109));
+        assert_eq!(counts[&key("b")], (2, 5));
+        assert!(t.take().is_empty(), "take leaves nothing behind");
+    }
+
+    #[test]
+    fn restore_adds_to_what_was_counted_since() {
+        let t = AccessTracker::default();
+        t.record(&key("a"), 1);
+        let counts = t.take();
+        t.record(&key("a"), 7);
+        t.restore(counts);
+        assert_eq!(t.take()[&key("a")], (2, 7));
+    }
+
+    #[test]
+    fn a_flush_keeps_bounded_room() {
+        let t = AccessTracker::default();
+        for i in 0..(SHARDS * KEPT_CAPACITY * 2) {
+            t.record(&key(&format!("k{i}")), 1);
+        }
+        assert_eq!(t.take().len(), SHARDS * KEPT_CAPACITY * 2);
+        for s in t.shards.iter() {
+            let m = s.lock();
+            assert!(m.is_empty());
+            assert!(m.capacity() <= KEPT_CAPACITY * 2, "capacity {}", m.capacity());
+        }
+    }
 }

@@ -134,12 +134,16 @@ const UPSERT: &str = "INSERT INTO memory (swarm_id, namespace, key, owner_id, te
 const DELETE: &str = "DELETE FROM memory WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3";
 
 fn key_binds<'a>(key: &'a RecordKey, now: Timestamp) -> Vec<Bind<'a>> {
-    vec![
+    // Room for a predicate's parameters (owner, swarm, a few teams) too: growing this on
+    // every read showed in profiles.
+    let mut binds = Vec::with_capacity(10);
+    binds.extend([
         Bind::Text(key.swarm().as_str()),
         Bind::Text(key.namespace().as_str()),
         Bind::Text(key.key().as_str()),
         Bind::Int(now.as_millis()),
-    ]
+    ]);
+    binds
 }
 
 /// A record row as read, before its value is opened.
@@ -147,11 +151,14 @@ struct RawRow {
     owner: Option<String>,
     team: Option<String>,
     level: i64,
-    value_type: String,
+    /// The value type, or the stored text that names none (reported as corruption by
+    /// [`Shared::decode_row`]).
+    value_type: std::result::Result<ValueType, String>,
     value: Vec<u8>,
     size: i64,
     key_id: Option<i64>,
-    tags: String,
+    /// The stored tags column; `None` for the common `[]`, which is not copied.
+    tags: Option<String>,
     version: i64,
     created_at: i64,
     updated_at: i64,
@@ -161,17 +168,22 @@ struct RawRow {
 
 impl RawRow {
     /// Reads the record columns starting at `at`; `None` when they are NULL (no record).
+    /// Runs on every read: the value type and empty tags are read in place, not copied.
     fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<Self>> {
         let Some(level) = r.get::<_, Option<i64>>(at + 2)? else { return Ok(None) };
+        let value_type = r.get_ref(at + 3)?.as_str()?;
+        let value_type = ValueType::parse(value_type).map_err(|_| value_type.to_owned());
+        let tags = r.get_ref(at + 7)?.as_str()?;
+        let tags = (tags != "[]").then(|| tags.to_owned());
         Ok(Some(RawRow {
             owner: r.get(at)?,
             team: r.get(at + 1)?,
             level,
-            value_type: r.get(at + 3)?,
+            value_type,
             value: r.get(at + 4)?,
             size: r.get(at + 5)?,
             key_id: r.get(at + 6)?,
-            tags: r.get(at + 7)?,
+            tags,
             version: r.get(at + 8)?,
             created_at: r.get(at + 9)?,
             updated_at: r.get(at + 10)?,
@@ -179,6 +191,16 @@ impl RawRow {
             access_count: r.get(at + 12)?,
         }))
     }
+}
+
+/// Parses a stored tags column (a JSON array of strings); anything else is corruption,
+/// not "no tags".
+pub(crate) fn parse_tags(stored: &str) -> Result<Vec<String>> {
+    if stored == "[]" {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(stored)
+        .map_err(|e| StoreError::Corrupt(format!("stored tags {stored:?}: {e}")))
 }
 
 pub(crate) use crate::domain::Scope;
@@ -253,15 +275,7 @@ impl Shared {
         vt: ValueType,
         envelope: &[u8],
     ) -> Result<Value> {
-        let aad = memory_aad(
-            key.swarm().as_str(),
-            key.namespace().as_str(),
-            key.key().as_str(),
-            scope.level,
-            scope.owner.as_ref().map(AgentId::as_str),
-            scope.team.as_ref().map(TeamId::as_str),
-            vt,
-        );
+        let aad = aad_for(key, scope, vt);
         // A level the policy encrypts must hold an encrypted envelope: a plain one there was
         // put by someone other than the store (or predates the policy, and `rotate-key`
         // encrypts it), and is refused rather than trusted.
@@ -271,16 +285,15 @@ impl Shared {
         } else {
             self.codec.decode(envelope, &aad).map_err(codec_err)?
         };
-        let bytes: Vec<u8> = plain.to_vec();
-        Value::from_bytes(vt, bytes)
+        Value::from_bytes(vt, plain)
             .map_err(|e| StoreError::Corrupt(format!("value of {key}: {e}")))
     }
 
     fn decode_row(&self, key: RecordKey, raw: RawRow) -> Result<Record> {
         let scope = parse_scope(raw.owner.as_deref(), raw.team.as_deref(), raw.level)?;
-        let vt = ValueType::parse(&raw.value_type)?;
+        let vt = raw.value_type.or_else(|stored| ValueType::parse(&stored))?;
         let value = self.open(&key, &scope, vt, &raw.value)?;
-        let tags: Vec<String> = serde_json::from_str(&raw.tags).unwrap_or_default();
+        let tags = raw.tags.as_deref().map_or_else(|| Ok(Vec::new()), parse_tags)?;
         Ok(Record {
             meta: RecordMeta {
                 owner: scope.owner,
@@ -935,7 +948,7 @@ impl Store {
         self.shared.metrics.time(Op::Get, || {
             let shared = &self.shared;
             let now = shared.now();
-            let raw = shared.read_as(who, |conn, p| {
+            let raw = shared.read_as(who, now, |conn, p| {
                 let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
                 let mut binds = key_binds(key, now);
                 push_pred(&mut binds, &pred);
@@ -964,7 +977,7 @@ impl Store {
         self.shared.metrics.time(Op::Has, || {
             let shared = &self.shared;
             let now = shared.now();
-            let found = shared.read_as(who, |conn, p| {
+            let found = shared.read_as(who, now, |conn, p| {
                 let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
                 let mut binds = key_binds(key, now);
                 push_pred(&mut binds, &pred);
@@ -1458,7 +1471,7 @@ impl Store {
                     version: u64_of(version),
                     size: u64_of(size),
                     encrypted: key_id.is_some(),
-                    tags: serde_json::from_str(&tags).unwrap_or_default(),
+                    tags: parse_tags(&tags)?,
                     updated_at: Timestamp::from_millis(updated),
                     expires_at: expires.map(Timestamp::from_millis),
                 });

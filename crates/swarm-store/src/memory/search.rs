@@ -36,7 +36,7 @@ use swarm_acl::{
 };
 
 use super::cursor::Exposure;
-use super::{COLS, Key, Namespace, RecordKey, Value, ValueType, glob, parse_scope};
+use super::{COLS, Key, Namespace, RecordKey, Value, ValueType, glob, parse_scope, parse_tags};
 use crate::error::{Result, StoreError};
 use crate::metrics::Op;
 use crate::sql::{Bind, push_pred, u64_of};
@@ -489,7 +489,7 @@ impl Store {
                         value_type: vt,
                         version: u64_of(c.version),
                         size: u64_of(c.size),
-                        tags: serde_json::from_str(&c.tags).unwrap_or_default(),
+                        tags: parse_tags(&c.tags)?,
                         updated_at: Timestamp::from_millis(c.updated_at),
                         expires_at: c.expires_at.map(Timestamp::from_millis),
                         snippet,

@@ -393,6 +393,20 @@ fn a_ciphertext_moved_to_another_row_fails_to_open() {
 }
 
 #[test]
+fn tags_edited_into_something_else_than_strings_are_corruption_not_no_tags() {
+    let env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    let opts = SetOptions::new().level(AclLevel::Public).tags(["plan"]);
+    env.store.set(&a, &key("s1", "n", "t"), "tagged".into(), &opts).unwrap();
+    assert_eq!(env.store.get(&a, &key("s1", "n", "t")).unwrap().unwrap().meta.tags, ["plan"]);
+    // A JSON array (the column's CHECK) that does not hold strings.
+    raw(env.path()).execute("UPDATE memory SET tags = '[1, 2]' WHERE key = 't'", []).unwrap();
+    let err = env.store.get(&a, &key("s1", "n", "t")).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("tags"), "{err}");
+}
+
+#[test]
 fn a_plain_envelope_swapped_into_an_encrypted_level_is_refused() {
     let env = Env::new();
     let a = env.agent("ann", "s1", &[]);
