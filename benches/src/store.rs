@@ -8,6 +8,8 @@
 //! - SET of a public 256 B value (ACL checks, the existing record, the change feed and the
 //!   audit row, in one transaction) against the store's own upsert statement run alone in
 //!   autocommit.
+//! - Without a goal: the raw point read joined to the ACL generation (as the store's point
+//!   read is) against the plain raw read, both raw, so the GET ratios can be read.
 //! - HAS, DELETE, INCR and MGET(10), without baselines.
 
 use anyhow::Context as _;
