@@ -10,10 +10,12 @@
 //!   `RedisCoordinator` publishes a signed ping on the swarm's `memory` channel, the child's
 //!   `Subscription` receives it (checked: size, shape, HMAC, skew, replay) and its
 //!   coordinator publishes a pong on the `events` channel, which the parent's subscription
-//!   receives. Baseline: the raw `redis` crate, `PUBLISH` to a raw `SUBSCRIBE` in a second
-//!   child that answers the same way on a raw channel, with payloads padded to the size of
-//!   our ping envelope so both sides move the same bytes. The two sides alternate in
-//!   blocks of 100 round trips, and every block counts: tails are half of what is
+//!   receives. Ours with handlers: the same through `subscribe_with` on two other channels,
+//!   the child's handler answering on its subscriber thread and the parent's stamping the
+//!   pong there (the like-for-like side, which the goal applies to). Baseline: the raw
+//!   `redis` crate, `PUBLISH` to a raw `SUBSCRIBE` in another child that answers the same
+//!   way on a raw channel, with payloads padded to the size of our ping envelope so both
+//!   sides move the same bytes. The three sides alternate in blocks of 100 round trips, and every block counts: tails are half of what is
 //!   compared, and keeping each side's best round by its median (as the store suites do)
 //!   would set one round's tail beside another's.
 //! - One-way latency is measured with timestamps in the messages: the sender stamps the
@@ -49,9 +51,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use swarm_acl::{AgentId, SwarmId};
 use swarm_coord::{
-    Ballot, Channel, ChannelFilter, ChannelKind, CoordConfig, Coordinator, Envelope, InProcessBus,
-    PublishOptions, RedisConfig, RedisCoordinator, RoundSpec, Strategy, Subscription, SwarmKeys,
-    SwarmSecret,
+    Ballot, Channel, ChannelFilter, ChannelKind, CoordConfig, Coordinator, Envelope,
+    HandlerSubscription, InProcessBus, PublishOptions, RedisConfig, RedisCoordinator, RoundSpec,
+    Strategy, Subscription, SwarmKeys, SwarmSecret,
 };
 use swarm_testkit::TestRedis;
 
@@ -93,14 +95,21 @@ const STDERR_KEPT: usize = 4096;
 /// its events channel, so no process receives what it sent itself.
 const PING_KIND: ChannelKind = ChannelKind::Memory;
 const PONG_KIND: ChannelKind = ChannelKind::Events;
+/// Ours with handler subscriptions: the same, on two other channels of the swarm, so each
+/// echo child answers only its own side's pings.
+const HANDLER_PING_KIND: ChannelKind = ChannelKind::Sqlite;
+const HANDLER_PONG_KIND: ChannelKind = ChannelKind::Coordination;
 /// Consensus rounds are announced on the events channel.
 const OPEN_KIND: ChannelKind = ChannelKind::Events;
 
 /// What a child does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
-    /// Answers pings with pongs through a `RedisCoordinator`.
+    /// Answers pings with pongs through a `RedisCoordinator`, receiving from a
+    /// `Subscription` (the subscriber thread hands each ping to the answering thread).
     CoordEcho,
+    /// The same with a handler subscription: the subscriber thread answers each ping.
+    HandlerEcho,
     /// Answers pings with pongs through raw redis-crate `PUBLISH`/`SUBSCRIBE`.
     RawEcho,
     /// Votes in every round announced.
@@ -108,11 +117,12 @@ enum Role {
 }
 
 impl Role {
-    const ALL: [Role; 3] = [Role::CoordEcho, Role::RawEcho, Role::Voter];
+    const ALL: [Role; 4] = [Role::CoordEcho, Role::HandlerEcho, Role::RawEcho, Role::Voter];
 
     fn name(self) -> &'static str {
         match self {
             Role::CoordEcho => "coord-echo",
+            Role::HandlerEcho => "handler-echo",
             Role::RawEcho => "raw-echo",
             Role::Voter => "voter",
         }
@@ -358,6 +368,59 @@ impl CoordPinger {
     }
 }
 
+/// The parent's end of our side with handler subscriptions: the handler stamps each pong
+/// as it arrives on the subscriber thread and passes it on to the measuring thread.
+struct HandlerPinger {
+    coord: RedisCoordinator,
+    ping: Channel,
+    pongs: mpsc::Receiver<(u64, Envelope)>,
+    _subscription: HandlerSubscription,
+    seq: u64,
+}
+
+impl HandlerPinger {
+    fn new(coord: RedisCoordinator, swarm: &SwarmId) -> anyhow::Result<Self> {
+        let (tx, pongs) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let subscription = coord.subscribe_with(
+            ChannelFilter::exact(swarm, HANDLER_PONG_KIND),
+            Box::new(move |env: &Envelope| {
+                let received = now_ns();
+                if env.message_type() == Some("pong") {
+                    let _ = tx
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .send((received, env.clone()));
+                }
+            }),
+        )?;
+        let ping = Channel::new(swarm, HANDLER_PING_KIND);
+        Ok(Self { coord, ping, pongs, _subscription: subscription, seq: 0 })
+    }
+
+    fn trip(&mut self) -> anyhow::Result<Trip> {
+        self.seq += 1;
+        let start = Instant::now();
+        let sent = now_ns();
+        self.coord.publish(
+            &self.ping,
+            json!({"type": "ping", "seq": self.seq, "sentNs": sent}),
+            PublishOptions::new(),
+        )?;
+        let (received, pong) = self.pongs.recv_timeout(REPLY_TIMEOUT).with_context(|| {
+            format!("no `pong` from {} within {REPLY_TIMEOUT:?}", Role::HandlerEcho.name())
+        })?;
+        let round_trip = start.elapsed();
+        ensure!(field(&pong, "seq")? == self.seq, "pong out of order");
+        Ok(Trip {
+            round_trip,
+            there: Duration::from_nanos(field(&pong, "forwardNs")?),
+            back: one_way(field(&pong, "sentNs")?, received),
+            handoff: None,
+        })
+    }
+}
+
 /// The parent's end of the raw side: a publishing connection and a subscribed one.
 struct RawPinger<'a> {
     publisher: redis::Connection,
@@ -408,6 +471,7 @@ fn notifications(settings: &Settings, env: &Env, section: &mut Section) -> anyho
     let keys = SwarmKeys::new().with_secret(swarm, env.secret.clone());
     let envelope_len = probe.encode(&keys, usize::MAX)?.len();
     let mut ours = CoordPinger { coord, ping, pongs, seq: 0 };
+    let mut handled = HandlerPinger::new(env.coordinator("bench-parent-handler")?, swarm)?;
 
     let client = redis::Client::open(env.redis.url().as_str())
         .context("opening a raw redis client for the baseline")?;
@@ -420,16 +484,19 @@ fn notifications(settings: &Settings, env: &Env, section: &mut Section) -> anyho
         RawPinger { publisher, pongs, ping: raw_ping_channel(swarm), len: envelope_len, seq: 0 };
 
     let mut echo = Node::spawn(Role::CoordEcho, &env.child_config("bench-echo", envelope_len))?;
+    let mut handler_echo =
+        Node::spawn(Role::HandlerEcho, &env.child_config("bench-handler-echo", envelope_len))?;
     let mut raw_echo =
         Node::spawn(Role::RawEcho, &env.child_config("bench-raw-echo", envelope_len))?;
 
     eprintln!("coord: {} round trips per side, {envelope_len} B messages", settings.iterations);
-    let mut measure_pair = || -> anyhow::Result<(Sample, Sample)> {
+    let mut measure_three = || -> anyhow::Result<(Sample, Sample, Sample)> {
         for _ in 0..settings.warmup {
             ours.trip()?;
+            handled.trip()?;
             raw.trip()?;
         }
-        let (mut a, mut b) = (Sample::new(), Sample::new());
+        let (mut a, mut h, mut b) = (Sample::new(), Sample::new(), Sample::new());
         let mut done = 0;
         while done < settings.iterations {
             let n = BLOCK.min(settings.iterations - done);
@@ -440,37 +507,63 @@ fn notifications(settings: &Settings, env: &Env, section: &mut Section) -> anyho
             a.wall += start.elapsed();
             let start = Instant::now();
             for _ in 0..n {
+                h.add(&handled.trip()?);
+            }
+            h.wall += start.elapsed();
+            let start = Instant::now();
+            for _ in 0..n {
                 b.add(&raw.trip()?);
             }
             b.wall += start.elapsed();
             done += n;
         }
-        Ok((a, b))
+        Ok((a, h, b))
     };
-    let (a, b) = measure_pair().map_err(|e| with_children(e, [&mut echo, &mut raw_echo]))?;
+    let (a, h, b) = measure_three()
+        .map_err(|e| with_children(e, [&mut echo, &mut handler_echo, &mut raw_echo]))?;
     echo.stop()?;
+    handler_echo.stop()?;
     raw_echo.stop()?;
     let [ours_one, ours_trip] = a.measurements("swarm-coord publish -> subscription");
+    let [handler_one, handler_trip] = h.measurements("swarm-coord publish -> handler subscription");
     let [raw_one, raw_trip] = b.measurements("raw redis PUBLISH -> SUBSCRIBE");
     let handoff = a.handoff();
-    let health = ours.coord.health();
-    let dropped = health.dropped.rejected() + health.dropped.lagged;
-    ensure!(dropped == 0, "the parent's coordinator dropped {dropped} messages: {health:?}");
+    for coord in [&ours.coord, &handled.coord] {
+        let health = coord.health();
+        let dropped =
+            health.dropped.rejected() + health.dropped.lagged + health.dropped.handler_panics;
+        ensure!(dropped == 0, "the parent's coordinator dropped {dropped} messages: {health:?}");
+    }
 
+    // The goal is set on the like-for-like pair: the raw subscriber handles each message
+    // on the thread that read it from the socket, as a handler subscription does. A
+    // `Subscription` adds the hand-off to the receiving thread measured below.
     section.goals.push(Goal::at_most(
-        "notification one way p99, ours / raw",
-        ours_one.p99_ns as f64 / raw_one.p99_ns.max(1) as f64,
+        "notification one way p99, ours (handler) / raw",
+        handler_one.p99_ns as f64 / raw_one.p99_ns.max(1) as f64,
         NOTIFY_GOAL,
         "x",
     ));
     section.comparisons.push(Comparison::latency(
-        "notification one way, process to process",
-        ours_one.clone(),
+        "notification one way, process to process, handler subscription",
+        handler_one.clone(),
         raw_one.clone(),
         Some(NOTIFY_GOAL),
     ));
     section.comparisons.push(Comparison::latency(
-        "round trip (two notifications), process to process",
+        "notification one way, process to process, Subscription (with the hand-off)",
+        ours_one.clone(),
+        raw_one.clone(),
+        None,
+    ));
+    section.comparisons.push(Comparison::latency(
+        "round trip (two notifications), process to process, handler subscription",
+        handler_trip.clone(),
+        raw_trip.clone(),
+        None,
+    ));
+    section.comparisons.push(Comparison::latency(
+        "round trip (two notifications), process to process, Subscription",
         ours_trip.clone(),
         raw_trip.clone(),
         None,
@@ -512,13 +605,23 @@ fn notifications(settings: &Settings, env: &Env, section: &mut Section) -> anyho
         );
         m
     };
-    section.measurements.extend([ours_one, raw_one, ours_trip, raw_trip, handoff, in_process]);
+    section.measurements.extend([
+        ours_one,
+        handler_one,
+        raw_one,
+        ours_trip,
+        handler_trip,
+        raw_trip,
+        handoff,
+        in_process,
+    ]);
     section.figures.push((
         "message bytes (our ping envelope; raw payloads padded to it)".into(),
         envelope_len as f64,
     ));
     section.figures.push(("round trips measured per side".into(), settings.iterations as f64));
     ours.coord.shutdown();
+    handled.coord.shutdown();
     Ok(())
 }
 
@@ -832,6 +935,7 @@ pub(crate) fn child(role: &str) -> anyhow::Result<()> {
     let secret = SwarmSecret::from_hex(&config.secret_hex)?;
     match role {
         Role::CoordEcho => coord_echo(&config, &swarm, secret),
+        Role::HandlerEcho => handler_echo(&config, &swarm, secret),
         Role::RawEcho => raw_echo(&config, &swarm),
         Role::Voter => voter(&config, &swarm, secret),
     }
@@ -872,6 +976,46 @@ fn coord_echo(config: &ChildConfig, swarm: &SwarmId, secret: SwarmSecret) -> any
             "sentNs": now_ns(),
         });
         coord.publish(&pong, reply, PublishOptions::new())?;
+    }
+}
+
+fn handler_echo(config: &ChildConfig, swarm: &SwarmId, secret: SwarmSecret) -> anyhow::Result<()> {
+    let coord = Arc::new(connect(&config.redis_url, swarm, secret, &config.name)?);
+    let pong = Channel::new(swarm, HANDLER_PONG_KIND);
+    // The first failure, for the main thread to report (the handler cannot return it).
+    let failed: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
+    let handler = {
+        let (weak, failed) = (Arc::downgrade(&coord), Arc::clone(&failed));
+        Box::new(move |ping: &Envelope| {
+            let received = now_ns();
+            if ping.message_type() != Some("ping") {
+                return;
+            }
+            let answer = || -> anyhow::Result<()> {
+                let coord = weak.upgrade().context("the coordinator is gone")?;
+                let forward = one_way(field(ping, "sentNs")?, received);
+                let reply = json!({
+                    "type": "pong",
+                    "seq": field(ping, "seq")?,
+                    "forwardNs": u64::try_from(forward.as_nanos())?,
+                    "sentNs": now_ns(),
+                });
+                coord.publish(&pong, reply, PublishOptions::new())?;
+                Ok(())
+            };
+            if let Err(e) = answer() {
+                failed.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e);
+            }
+        })
+    };
+    let _subscription =
+        coord.subscribe_with(ChannelFilter::exact(swarm, HANDLER_PING_KIND), handler)?;
+    ready()?;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            return Err(e);
+        }
     }
 }
 

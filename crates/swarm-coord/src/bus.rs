@@ -18,7 +18,7 @@ use crate::coordinator::{
 };
 use crate::envelope::Envelope;
 use crate::health::{Counters, Health};
-use crate::router::{Router, Subscription, Unsubscribe};
+use crate::router::{Handler, HandlerSubscription, Router, Subscription, Unsubscribe};
 use crate::{CoordError, Result};
 
 /// The shared medium: what Redis is to processes, this is to the nodes of one process.
@@ -286,6 +286,16 @@ impl Coordinator for InProcessBus {
         let (id, rx, _, _) = self.node.router.add(filter.clone())?;
         let owner: Arc<dyn Unsubscribe> = self.node.clone();
         Ok(Subscription::new(id, filter, rx, Arc::downgrade(&owner)))
+    }
+
+    fn subscribe_with(
+        &self,
+        filter: ChannelFilter,
+        handler: Handler,
+    ) -> Result<HandlerSubscription> {
+        let (id, _, _) = self.node.router.add_handler(filter.clone(), handler)?;
+        let owner: Arc<dyn Unsubscribe> = self.node.clone();
+        Ok(HandlerSubscription::new(id, filter, Arc::downgrade(&owner)))
     }
 
     fn join(&self, participant: Participant) -> Result<()> {

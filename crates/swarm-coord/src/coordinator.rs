@@ -8,7 +8,7 @@ use crate::config::CoordConfig;
 use crate::consensus::{Ballot, RoundSpec, Tally, VoteResult};
 use crate::envelope::{Envelope, MAX_PRIORITY, new_id};
 use crate::health::Health;
-use crate::router::Subscription;
+use crate::router::{Handler, HandlerSubscription, Subscription};
 use crate::{CoordError, Result};
 
 /// Coordination between the nodes of a swarm: authenticated publish/subscribe, presence
@@ -27,6 +27,21 @@ pub trait Coordinator: Send + Sync {
 
     /// Subscribes. Only messages that pass every check (docs/FORMAT.md 2.5) are delivered.
     fn subscribe(&self, filter: ChannelFilter) -> Result<Subscription>;
+
+    /// Subscribes with a handler, the seed's `subscribe(channel, handler)`: the handler is
+    /// called with every message that passes every check, on the thread that received it
+    /// (for Redis, the coordinator's subscriber thread; for the in-process bus, the
+    /// publishing thread), so a message reaches it without a hand-off between threads.
+    /// It must return quickly: while it runs, no other subscription of this coordinator
+    /// receives anything. It may publish and subscribe; a message it publishes to an
+    /// in-process bus is delivered to handlers after it returns, in order. A handler that
+    /// panics is counted in [`Health::dropped`] (`handler_panics`) and the coordinator
+    /// carries on. Dropping the returned value unsubscribes.
+    fn subscribe_with(
+        &self,
+        filter: ChannelFilter,
+        handler: Handler,
+    ) -> Result<HandlerSubscription>;
 
     /// Registers a participant and starts its heartbeats (every heartbeat interval, from a
     /// background thread), publishing `agent_joined` on the swarm's coordination channel.

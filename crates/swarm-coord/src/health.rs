@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use crate::envelope::DropReason;
 
 /// Received messages dropped, by reason (see [`DropReason`]), plus messages a slow
-/// subscriber missed.
+/// subscriber missed and messages a handler panicked on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropCounts {
     /// No `hmac`.
@@ -26,6 +26,8 @@ pub struct DropCounts {
     pub skewed: u64,
     /// Valid, but the subscription's buffer was full.
     pub lagged: u64,
+    /// Valid, but the handler of a [`crate::HandlerSubscription`] panicked on it.
+    pub handler_panics: u64,
 }
 
 impl DropCounts {
@@ -77,7 +79,7 @@ pub struct Health {
 /// The live counters.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    dropped: [AtomicU64; 8],
+    dropped: [AtomicU64; 9],
     pub(crate) reconnects: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
 }
@@ -103,6 +105,10 @@ impl Counters {
         self.dropped[7].fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn handler_panicked(&self) {
+        self.dropped[8].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_error(&self, error: String) {
         *self.last_error.lock() = Some(error);
     }
@@ -118,6 +124,7 @@ impl Counters {
             expired: g(5),
             skewed: g(6),
             lagged: g(7),
+            handler_panics: g(8),
         }
     }
 }

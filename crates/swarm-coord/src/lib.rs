@@ -87,5 +87,5 @@ pub use envelope::{CANONICAL_PREFIX, DropReason, Envelope, Limits, MAX_PRIORITY,
 pub use error::{CoordError, Result};
 pub use health::{DropCounts, Health};
 pub use redis_coord::RedisCoordinator;
-pub use router::Subscription;
+pub use router::{Handler, HandlerSubscription, Subscription};
 pub use secret::{SwarmKeys, SwarmSecret};

@@ -19,7 +19,7 @@ use crate::coordinator::{
 };
 use crate::envelope::{Envelope, verify_stored};
 use crate::health::{Counters, Health};
-use crate::router::{Router, Subscription, Unsubscribe};
+use crate::router::{Handler, HandlerSubscription, Router, Subscription, Unsubscribe};
 use crate::scripts;
 use crate::{CoordError, Result};
 
@@ -599,9 +599,36 @@ fn maintenance(inner: &Inner, stop: &Receiver<()>) {
     }
 }
 
+thread_local! {
+    /// Set on a coordinator's subscriber thread, where handlers run.
+    static ON_SUBSCRIBER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Inner {
+    /// Asks the subscriber thread to subscribe to a topic that has just got its first
+    /// subscription. Always tells it, even while the link is down: a link coming up at this
+    /// moment may have listed the topics before this one was added. Waits for Redis to
+    /// confirm only while the link is up, so that a message published after `subscribe`
+    /// returns is received, and never on the subscriber thread itself (a handler that
+    /// subscribes), which is the thread that would confirm: it subscribes as soon as the
+    /// handler returns.
+    fn subscribe_topic(&self, topic: Topic) {
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+        let up = self.links.lock().sub_up;
+        if self.control.send(Control::Subscribe(topic, done_tx)).is_ok()
+            && up
+            && !ON_SUBSCRIBER_THREAD.get()
+        {
+            let _ = done_rx.recv_timeout(self.redis.command_timeout());
+        }
+    }
+}
+
 /// The subscriber thread: owns the subscription link, renews every subscription after a
-/// reconnect, and hands every message to the router for checking and delivery.
+/// reconnect, and hands every message to the router for checking and delivery (running
+/// handler subscriptions' handlers here).
 fn subscriber(inner: &Inner, stop: &Receiver<()>, control: &Receiver<Control>) {
+    ON_SUBSCRIBER_THREAD.set(true);
     let (min, max) = inner.redis.backoff();
     let mut backoff = min;
     loop {
@@ -727,15 +754,24 @@ impl Coordinator for RedisCoordinator {
         let sub =
             Subscription::new(id, filter, rx, Arc::downgrade(&owner) as Weak<dyn Unsubscribe>);
         if new {
-            // Always tell the subscriber thread, even while the link is down: a link coming
-            // up at this moment may have listed the topics before this one was added. Wait
-            // for Redis to confirm only while the link is up, so that a message published
-            // after `subscribe` returns is received.
-            let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
-            let up = self.inner.links.lock().sub_up;
-            if self.inner.control.send(Control::Subscribe(topic, done_tx)).is_ok() && up {
-                let _ = done_rx.recv_timeout(self.inner.redis.command_timeout());
-            }
+            self.inner.subscribe_topic(topic);
+        }
+        Ok(sub)
+    }
+
+    fn subscribe_with(
+        &self,
+        filter: ChannelFilter,
+        handler: Handler,
+    ) -> Result<HandlerSubscription> {
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Err(CoordError::Closed);
+        }
+        let (id, topic, new) = self.inner.router.add_handler(filter.clone(), handler)?;
+        let owner: Arc<dyn Unsubscribe> = self.inner.clone();
+        let sub = HandlerSubscription::new(id, filter, Arc::downgrade(&owner));
+        if new {
+            self.inner.subscribe_topic(topic);
         }
         Ok(sub)
     }

@@ -1,7 +1,9 @@
 //! Local subscriptions, and the validation every received message passes before delivery.
 //! Shared by both coordinators, so a forged message meets the same checks on either.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -15,10 +17,38 @@ use crate::health::Counters;
 use crate::replay::{ReplayCache, Seen};
 use crate::{CoordError, Result};
 
+/// A function that handles the messages of a [`HandlerSubscription`], called on the
+/// thread that received them (see [`crate::Coordinator::subscribe_with`]).
+pub type Handler = Box<dyn Fn(&Envelope) + Send + Sync + 'static>;
+
+type SharedHandler = Arc<dyn Fn(&Envelope) + Send + Sync + 'static>;
+
+/// Where a subscription's messages go.
+#[derive(Clone)]
+enum Sink {
+    /// Into a bounded queue that a [`Subscription`] receives from.
+    Queue(Sender<Envelope>),
+    /// Into a function, on the receiving thread.
+    Handler(SharedHandler),
+}
+
 struct SubEntry {
     filter: ChannelFilter,
     topic: Topic,
-    tx: Sender<Envelope>,
+    sink: Sink,
+}
+
+type Deferred = (SharedHandler, Envelope, Arc<Counters>);
+
+thread_local! {
+    /// Whether this thread is running a handler now.
+    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+    /// Deliveries to handlers made while a handler of this thread was running (one that
+    /// published on an in-process bus it listens to), run by the outermost delivery once
+    /// that handler returns: in order, and without growing the stack.
+    /// Each with the counters of the coordinator it belongs to.
+    static DEFERRED: RefCell<VecDeque<Deferred>> =
+        const { RefCell::new(VecDeque::new()) };
 }
 
 #[derive(Default)]
@@ -58,11 +88,25 @@ impl Router {
         &self,
         filter: ChannelFilter,
     ) -> Result<(u64, Receiver<Envelope>, Topic, bool)> {
+        let (tx, rx) = crossbeam_channel::bounded(self.config.subscription_capacity());
+        let (id, topic, new) = self.add_sink(filter, Sink::Queue(tx))?;
+        Ok((id, rx, topic, new))
+    }
+
+    /// Registers a handler subscription. Returns its id, and whether its topic is new.
+    pub(crate) fn add_handler(
+        &self,
+        filter: ChannelFilter,
+        handler: Handler,
+    ) -> Result<(u64, Topic, bool)> {
+        self.add_sink(filter, Sink::Handler(Arc::from(handler)))
+    }
+
+    fn add_sink(&self, filter: ChannelFilter, sink: Sink) -> Result<(u64, Topic, bool)> {
         filter.validate()?;
         if !self.config.keys().contains(filter.swarm()) {
             return Err(CoordError::NoSecret { swarm: filter.swarm().clone() });
         }
-        let (tx, rx) = crossbeam_channel::bounded(self.config.subscription_capacity());
         let topic = filter.topic();
         let mut subs = self.subs.lock();
         if subs.closed {
@@ -73,8 +117,8 @@ impl Router {
         let count = subs.topics.entry(topic.clone()).or_insert(0);
         *count += 1;
         let new = *count == 1;
-        subs.entries.insert(id, SubEntry { filter, topic: topic.clone(), tx });
-        Ok((id, rx, topic, new))
+        subs.entries.insert(id, SubEntry { filter, topic: topic.clone(), sink });
+        Ok((id, topic, new))
     }
 
     /// Removes a subscription; returns its topic when no other subscription uses it.
@@ -107,7 +151,7 @@ impl Router {
     /// matching subscription topic).
     pub(crate) fn dispatch(&self, topic: &Topic, channel_name: &str, bytes: &[u8]) {
         let channel = Channel::parse(channel_name).ok();
-        let targets: Vec<Sender<Envelope>> = {
+        let targets: Vec<Sink> = {
             let subs = self.subs.lock();
             if !subs.topics.contains_key(topic) {
                 return;
@@ -123,7 +167,7 @@ impl Router {
                     .entries
                     .values()
                     .filter(|e| &e.topic == topic && e.filter.matches(c))
-                    .map(|e| e.tx.clone())
+                    .map(|e| e.sink.clone())
                     .collect(),
             }
         };
@@ -167,12 +211,40 @@ impl Router {
             }
         }
         env.set_received_now();
-        for tx in targets {
-            match tx.try_send(env.clone()) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(_)) => self.counters.lagged(),
+        for sink in targets {
+            match sink {
+                Sink::Queue(tx) => match tx.try_send(env.clone()) {
+                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                    Err(TrySendError::Full(_)) => self.counters.lagged(),
+                },
+                Sink::Handler(handler) => self.run_handler(handler, &env),
             }
         }
+    }
+
+    /// Runs a handler on this thread. A handler that panics is counted and logged, and the
+    /// thread (for Redis, the subscriber thread) carries on. A delivery made from inside a
+    /// running handler waits until it returns (see [`DEFERRED`]).
+    fn run_handler(&self, handler: SharedHandler, env: &Envelope) {
+        let counters = Arc::clone(&self.counters);
+        if IN_HANDLER.get() {
+            DEFERRED.with_borrow_mut(|q| q.push_back((handler, env.clone(), counters)));
+            return;
+        }
+        IN_HANDLER.set(true);
+        let mut next = Some((handler, env.clone(), counters));
+        while let Some((handler, env, counters)) = next {
+            if catch_unwind(AssertUnwindSafe(|| handler(&env))).is_err() {
+                counters.handler_panicked();
+                tracing::error!(
+                    channel = %crate::channel::truncated(env.channel().name()),
+                    id = env.id(),
+                    "a subscription handler panicked; the message is lost to it"
+                );
+            }
+            next = DEFERRED.with_borrow_mut(VecDeque::pop_front);
+        }
+        IN_HANDLER.set(false);
     }
 
     /// The in-process equivalent of Redis delivering a PUBLISH: once per topic that matches
@@ -264,5 +336,39 @@ impl std::fmt::Debug for Subscription {
             .field("filter", &self.filter)
             .field("pending", &self.rx.len())
             .finish()
+    }
+}
+
+/// A live handler subscription, from [`crate::Coordinator::subscribe_with`]. Dropping it
+/// unsubscribes; a message being delivered at that moment may still reach the handler
+/// once. After a reconnect to Redis it is resubscribed without anything to do here.
+pub struct HandlerSubscription {
+    id: u64,
+    filter: ChannelFilter,
+    owner: Weak<dyn Unsubscribe>,
+}
+
+impl HandlerSubscription {
+    pub(crate) fn new(id: u64, filter: ChannelFilter, owner: Weak<dyn Unsubscribe>) -> Self {
+        Self { id, filter, owner }
+    }
+
+    /// What this subscription receives.
+    pub fn filter(&self) -> &ChannelFilter {
+        &self.filter
+    }
+}
+
+impl Drop for HandlerSubscription {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.upgrade() {
+            owner.unsubscribe(self.id);
+        }
+    }
+}
+
+impl std::fmt::Debug for HandlerSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerSubscription").field("filter", &self.filter).finish()
     }
 }

@@ -31,6 +31,43 @@ fn pubsub_between_nodes() {
 }
 
 #[test]
+fn handler_subscriptions_between_nodes() {
+    let mut n = nodes(2);
+    let b: Arc<dyn Coordinator> = Arc::new(n.remove(1));
+    scenarios::handlers(&n[0], b, None, &swarm(), Duration::from_secs(1));
+}
+
+/// A handler that publishes to the bus it listens to is called again only after it
+/// returns: a chain of thousands of messages neither overflows the stack nor loses or
+/// reorders one, and the first publish returns once the chain has run out.
+#[test]
+fn a_handler_that_publishes_to_its_own_bus_runs_its_chain_in_order() {
+    const CHAIN: u64 = 20_000;
+    let bus = Arc::new(nodes(1).remove(0));
+    let events = Channel::new(&swarm(), ChannelKind::Events);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = {
+        let (weak, seen, events) = (Arc::downgrade(&bus), seen.clone(), events.clone());
+        Box::new(move |env: &Envelope| {
+            let n = env.message()["n"].as_u64().unwrap();
+            seen.lock().unwrap().push(n);
+            if n + 1 < CHAIN
+                && let Some(bus) = weak.upgrade()
+            {
+                bus.publish(&events, json!({"type": "chain", "n": n + 1}), PublishOptions::new())
+                    .unwrap();
+            }
+        })
+    };
+    let _sub =
+        bus.subscribe_with(ChannelFilter::exact(&swarm(), ChannelKind::Events), handler).unwrap();
+    bus.publish(&events, json!({"type": "chain", "n": 0}), PublishOptions::new()).unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len() as u64, CHAIN, "the whole chain ran before the first publish returned");
+    assert!(seen.iter().copied().eq(0..CHAIN), "in order");
+}
+
+#[test]
 fn a_shutdown_request_shuts_nothing_down() {
     let n = nodes(2);
     scenarios::shutdown_request_is_just_a_message(&n[0], &n[1], &swarm());

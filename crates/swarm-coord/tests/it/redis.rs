@@ -17,6 +17,19 @@ fn pubsub_between_coordinators() {
 }
 
 #[test]
+fn handler_subscriptions_between_coordinators() {
+    let env = RedisEnv::new();
+    let a = env.coordinator("a");
+    let b: std::sync::Arc<dyn Coordinator> = std::sync::Arc::new(env.coordinator("b"));
+    let client = std::sync::Mutex::new(env.redis.client());
+    let raw = |channel: &str, bytes: &[u8]| {
+        let n = client.lock().unwrap().publish(channel, bytes).unwrap();
+        assert_eq!(n, 1, "the target is subscribed");
+    };
+    scenarios::handlers(&a, b, Some(&raw), &env.swarm, Duration::from_secs(1));
+}
+
+#[test]
 fn a_shutdown_request_shuts_nothing_down() {
     let env = RedisEnv::new();
     let (a, b) = (env.coordinator("a"), env.coordinator("b"));

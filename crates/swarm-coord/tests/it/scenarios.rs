@@ -286,6 +286,7 @@ pub(crate) fn forged(target: &dyn Coordinator, raw: &dyn Fn(&str, &[u8]), swarm:
         expired: before.expired + 1,
         skewed: before.skewed,
         lagged: before.lagged,
+        handler_panics: before.handler_panics,
     };
     assert!(
         wait_until(WAIT, || target.health().dropped == expect),
@@ -310,4 +311,120 @@ pub(crate) fn forged(target: &dyn Coordinator, raw: &dyn Fn(&str, &[u8]), swarm:
 
 pub(crate) fn now_ms() -> u64 {
     SystemClock.now_ms()
+}
+
+/// Publishes bytes on a channel as any Redis client could.
+pub(crate) type RawPublish<'a> = &'a dyn Fn(&str, &[u8]);
+
+/// Handler subscriptions (the seed's `subscribe(channel, handler)`): every message that
+/// passes the checks reaches the handler once, in order, with its fields; a forged one
+/// never does; a handler that panics is counted and the next message still arrives; a
+/// handler may subscribe without stalling its coordinator; dropping the subscription
+/// stops the calls. `raw` publishes bytes on a channel as any Redis client could (for the
+/// in-process bus, nothing outside can publish, so it is `None`).
+pub(crate) fn handlers(
+    a: &dyn Coordinator,
+    b: std::sync::Arc<dyn Coordinator>,
+    raw: Option<RawPublish<'_>>,
+    swarm: &SwarmId,
+    command_timeout: Duration,
+) {
+    use std::sync::{Arc, Mutex};
+
+    let events = Channel::new(swarm, ChannelKind::Events);
+    let memory = Channel::new(swarm, ChannelKind::Memory);
+    let got: Arc<Mutex<Vec<Envelope>>> = Arc::default();
+    let inner: Arc<Mutex<Option<HandlerSubscription>>> = Arc::default();
+    let subscribe_took: Arc<Mutex<Option<Duration>>> = Arc::default();
+    let nested: Arc<Mutex<Vec<Envelope>>> = Arc::default();
+    let handler = {
+        let (got, inner, took, nested) =
+            (got.clone(), inner.clone(), subscribe_took.clone(), nested.clone());
+        let swarm = swarm.clone();
+        // Weak: the coordinator holds this handler.
+        let b = Arc::downgrade(&b);
+        Box::new(move |env: &Envelope| {
+            match env.message_type() {
+                Some("boom") => panic!("a handler that panics"),
+                Some("subscribe") => {
+                    let nested = nested.clone();
+                    let start = Instant::now();
+                    let Some(b) = b.upgrade() else { return };
+                    let sub = b
+                        .subscribe_with(
+                            ChannelFilter::exact(&swarm, ChannelKind::Memory),
+                            Box::new(move |env: &Envelope| {
+                                nested.lock().unwrap().push(env.clone())
+                            }),
+                        )
+                        .unwrap();
+                    *took.lock().unwrap() = Some(start.elapsed());
+                    *inner.lock().unwrap() = Some(sub);
+                }
+                _ => {}
+            }
+            got.lock().unwrap().push(env.clone());
+        })
+    };
+    let sub = b.subscribe_with(ChannelFilter::exact(swarm, ChannelKind::Events), handler).unwrap();
+    assert_eq!(sub.filter(), &ChannelFilter::exact(swarm, ChannelKind::Events));
+    let before = b.health().dropped;
+
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        sent.push(a.publish(&events, json!({"type": "n", "n": n}), PublishOptions::new()).unwrap());
+    }
+    let count =
+        |kind: &str| got.lock().unwrap().iter().filter(|e| e.message_type() == Some(kind)).count();
+    assert!(wait_until(WAIT, || count("n") == 5), "{} of 5 delivered", count("n"));
+    {
+        let got = got.lock().unwrap();
+        let ids: Vec<&str> = got.iter().map(Envelope::id).collect();
+        let want: Vec<&str> = sent.iter().map(Envelope::id).collect();
+        assert_eq!(ids, want, "once each, in order");
+        assert_eq!(got[3].message(), sent[3].message());
+        assert_eq!(got[3].channel(), &events);
+        assert!(got[3].received_at().is_some());
+    }
+
+    if let Some(raw) = raw {
+        let forged =
+            Envelope::new("h1", "forger", &events, json!({"type": "forged"}), now_ms(), 5, None)
+                .unwrap();
+        let wrong = SwarmKeys::new().with_secret(swarm, SwarmSecret::from_bytes([7; 32]));
+        raw(events.name(), &forged.encode(&wrong, usize::MAX).unwrap());
+        raw(events.name(), br#"{"not":"an envelope"}"#);
+        a.publish(&events, json!({"type": "marker"}), PublishOptions::new()).unwrap();
+        assert!(wait_until(WAIT, || count("marker") == 1));
+        assert_eq!(count("forged"), 0, "a forged message never reaches a handler");
+        let now = b.health().dropped;
+        assert_eq!(now.bad_signature, before.bad_signature + 1);
+        assert_eq!(now.malformed, before.malformed + 1);
+    }
+
+    a.publish(&events, json!({"type": "boom"}), PublishOptions::new()).unwrap();
+    a.publish(&events, json!({"type": "after"}), PublishOptions::new()).unwrap();
+    assert!(wait_until(WAIT, || count("after") == 1), "the handler survives a panic");
+    assert_eq!(count("boom"), 0);
+    assert_eq!(b.health().dropped.handler_panics, before.handler_panics + 1);
+
+    a.publish(&events, json!({"type": "subscribe"}), PublishOptions::new()).unwrap();
+    assert!(wait_until(WAIT, || inner.lock().unwrap().is_some()));
+    let took = subscribe_took.lock().unwrap().unwrap();
+    assert!(
+        took < command_timeout,
+        "subscribing from a handler waited {took:?}, as if for its own thread"
+    );
+    // The subscription made inside the handler works once the handler has returned.
+    assert!(wait_until(WAIT, || {
+        a.publish(&memory, json!({"type": "m"}), PublishOptions::new()).unwrap();
+        !nested.lock().unwrap().is_empty()
+    }));
+
+    drop(sub);
+    let seen = got.lock().unwrap().len();
+    a.publish(&events, json!({"type": "late"}), PublishOptions::new()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(got.lock().unwrap().len(), seen, "nothing after the subscription is dropped");
+    assert_eq!(count("late"), 0);
 }
