@@ -337,6 +337,36 @@ struct Trip {
     handoff: Option<Duration>,
 }
 
+/// Publishes ping `seq` stamped with the wall clock; returns when the round trip started.
+fn send_ping(coord: &RedisCoordinator, ping: &Channel, seq: u64) -> anyhow::Result<Instant> {
+    let start = Instant::now();
+    let sent = now_ns();
+    coord.publish(
+        ping,
+        json!({"type": "ping", "seq": seq, "sentNs": sent}),
+        PublishOptions::new(),
+    )?;
+    Ok(start)
+}
+
+/// The trip a pong ends: it must answer ping `seq`; `received` is its wall-clock stamp.
+fn pong_trip(
+    pong: &Envelope,
+    seq: u64,
+    start: Instant,
+    received: u64,
+    handoff: Option<Duration>,
+) -> anyhow::Result<Trip> {
+    let round_trip = start.elapsed();
+    ensure!(field(pong, "seq")? == seq, "pong out of order");
+    Ok(Trip {
+        round_trip,
+        there: Duration::from_nanos(field(pong, "forwardNs")?),
+        back: one_way(field(pong, "sentNs")?, received),
+        handoff,
+    })
+}
+
 /// The parent's end of our side: its coordinator and the subscription pongs arrive on.
 struct CoordPinger {
     coord: RedisCoordinator,
@@ -348,23 +378,11 @@ struct CoordPinger {
 impl CoordPinger {
     fn trip(&mut self) -> anyhow::Result<Trip> {
         self.seq += 1;
-        let start = Instant::now();
-        let sent = now_ns();
-        self.coord.publish(
-            &self.ping,
-            json!({"type": "ping", "seq": self.seq, "sentNs": sent}),
-            PublishOptions::new(),
-        )?;
+        let start = send_ping(&self.coord, &self.ping, self.seq)?;
         let pong = recv_type(&self.pongs, "pong", Role::CoordEcho.name())?;
         let received = now_ns();
-        let round_trip = start.elapsed();
-        ensure!(field(&pong, "seq")? == self.seq, "pong out of order");
-        Ok(Trip {
-            round_trip,
-            there: Duration::from_nanos(field(&pong, "forwardNs")?),
-            back: one_way(field(&pong, "sentNs")?, received),
-            handoff: Some(Duration::from_nanos(field(&pong, "handoffNs")?)),
-        })
+        let handoff = Duration::from_nanos(field(&pong, "handoffNs")?);
+        pong_trip(&pong, self.seq, start, received, Some(handoff))
     }
 }
 
@@ -400,24 +418,11 @@ impl HandlerPinger {
 
     fn trip(&mut self) -> anyhow::Result<Trip> {
         self.seq += 1;
-        let start = Instant::now();
-        let sent = now_ns();
-        self.coord.publish(
-            &self.ping,
-            json!({"type": "ping", "seq": self.seq, "sentNs": sent}),
-            PublishOptions::new(),
-        )?;
+        let start = send_ping(&self.coord, &self.ping, self.seq)?;
         let (received, pong) = self.pongs.recv_timeout(REPLY_TIMEOUT).with_context(|| {
             format!("no `pong` from {} within {REPLY_TIMEOUT:?}", Role::HandlerEcho.name())
         })?;
-        let round_trip = start.elapsed();
-        ensure!(field(&pong, "seq")? == self.seq, "pong out of order");
-        Ok(Trip {
-            round_trip,
-            there: Duration::from_nanos(field(&pong, "forwardNs")?),
-            back: one_way(field(&pong, "sentNs")?, received),
-            handoff: None,
-        })
+        pong_trip(&pong, self.seq, start, received, None)
     }
 }
 
