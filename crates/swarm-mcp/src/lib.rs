@@ -30,6 +30,7 @@
 //! ```
 
 mod error;
+mod framing;
 mod reply;
 mod server;
 mod tools;

@@ -16,6 +16,7 @@ use swarm_memory::{RegistryError, Session, StoreError, SwarmMemory};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
+use crate::framing;
 use crate::reply::ToolError;
 use crate::tools::{self, Ctx, ToolDef};
 
@@ -192,8 +193,11 @@ impl Server {
             .build()
             .map_err(|e| Error::Transport(format!("cannot start the runtime: {e}")))?;
         let served = runtime.block_on(async move {
-            let transport = rmcp::transport::stdio_pipes();
-            match rmcp::serve_server(self, transport).await {
+            let (stdin, stdout) = rmcp::transport::stdio_pipes();
+            let (transport, input, output) = framing::filtered(stdin, stdout);
+            let input = tokio::spawn(input);
+            let output = tokio::spawn(output);
+            let served = match rmcp::serve_server(self, transport).await {
                 Ok(running) => running
                     .waiting()
                     .await
@@ -202,7 +206,15 @@ impl Server {
                 // The input ended before a session started: nothing to serve.
                 Err(ServerInitializeError::ConnectionClosed(_)) => Ok(()),
                 Err(e) => Err(Error::Transport(e.to_string())),
+            };
+            // The session is over: every answer it wrote reaches stdout before we return.
+            input.abort();
+            match tokio::time::timeout(Duration::from_secs(2), output).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "writing to stdout failed"),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("stdout did not drain in 2 s"),
             }
+            served
         });
         // A call still running (a poll waiting for events) gets a moment, not forever.
         runtime.shutdown_timeout(Duration::from_secs(2));

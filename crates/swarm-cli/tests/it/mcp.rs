@@ -693,6 +693,33 @@ fn consensus_tools_count_one_vote_per_agent() {
 }
 
 #[test]
+fn a_line_that_is_not_json_gets_a_parse_error_and_the_session_goes_on() {
+    let env = Env::init();
+    let ann = env.register("ann", &[]);
+    let mut s = Mcp::start(&env, &ann, &[]);
+    {
+        let stdin = s.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"this is not json\n{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\"\n")
+            .unwrap();
+        stdin.flush().unwrap();
+    }
+    for _ in 0..2 {
+        let m = s.next_message();
+        assert_eq!(m["jsonrpc"], "2.0", "{m}");
+        assert!(m["id"].is_null(), "{m}");
+        assert_eq!(m["error"]["code"], -32700, "{m}");
+        assert!(m["error"]["message"].as_str().unwrap().starts_with("Parse error"), "{m}");
+    }
+    // The same server still answers a proper handshake and calls.
+    let init = s.initialize();
+    assert_eq!(init["serverInfo"]["name"], "swarm-memory");
+    s.ok("whoami", json!({}));
+    let done = s.finish();
+    assert_eq!(done.code, 0, "{}", done.stderr);
+}
+
+#[test]
 fn stdout_carries_only_json_rpc_even_with_trace_logging() {
     let env = Env::init();
     let ann = env.register("ann", &[]);
