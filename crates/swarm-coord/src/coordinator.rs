@@ -33,10 +33,15 @@ pub trait Coordinator: Send + Sync {
     /// (for Redis, the coordinator's subscriber thread; for the in-process bus, the
     /// publishing thread), so a message reaches it without a hand-off between threads.
     /// It must return quickly: while it runs, no other subscription of this coordinator
-    /// receives anything. It may publish and subscribe; a message it publishes to an
-    /// in-process bus is delivered to handlers after it returns, in order. A handler that
-    /// panics is counted in [`Health::dropped`] (`handler_panics`) and the coordinator
-    /// carries on. Dropping the returned value unsubscribes.
+    /// receives anything, and a `subscribe` from another thread waits for it. It may
+    /// publish, subscribe and unsubscribe. A message it publishes to an in-process bus is
+    /// delivered to handlers after it returns, in order. On Redis, a subscription it makes
+    /// on its own coordinator takes effect only once it returns (its own thread is the one
+    /// that subscribes), so a reply to a request it publishes from inside the handler can be
+    /// missed: subscribe to replies beforehand. A handler that panics is counted in
+    /// [`Health::dropped`] (`handler_panics`) and the coordinator carries on. Dropping the
+    /// returned value unsubscribes; from then on the handler is not called again, not even
+    /// for a message already on its way.
     fn subscribe_with(
         &self,
         filter: ChannelFilter,

@@ -98,6 +98,8 @@ struct Inner {
     control: Sender<Control>,
     pending: Mutex<VecDeque<(Channel, Value, PublishOptions)>>,
     stopping: AtomicBool,
+    /// The subscriber thread, where handlers run (set when it starts).
+    subscriber_thread: std::sync::OnceLock<std::thread::ThreadId>,
     beat: redis::Script,
     liveness: redis::Script,
     vote: redis::Script,
@@ -165,6 +167,7 @@ impl RedisCoordinator {
             control: control_tx,
             pending: Mutex::new(VecDeque::new()),
             stopping: AtomicBool::new(false),
+            subscriber_thread: std::sync::OnceLock::new(),
             beat: redis::Script::new(scripts::BEAT),
             liveness: redis::Script::new(scripts::LIVENESS),
             vote: redis::Script::new(scripts::VOTE),
@@ -599,27 +602,35 @@ fn maintenance(inner: &Inner, stop: &Receiver<()>) {
     }
 }
 
-thread_local! {
-    /// Set on a coordinator's subscriber thread, where handlers run.
-    static ON_SUBSCRIBER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 impl Inner {
     /// Asks the subscriber thread to subscribe to a topic that has just got its first
     /// subscription. Always tells it, even while the link is down: a link coming up at this
-    /// moment may have listed the topics before this one was added. Waits for Redis to
-    /// confirm only while the link is up, so that a message published after `subscribe`
-    /// returns is received, and never on the subscriber thread itself (a handler that
-    /// subscribes), which is the thread that would confirm: it subscribes as soon as the
-    /// handler returns.
+    /// moment may have listed the topics before this one was added. While the link is up,
+    /// waits for Redis to confirm, so that a message published after `subscribe` returns is
+    /// received: for as long as it takes (a slow handler holds the subscriber thread), until
+    /// the link drops or the coordinator stops. Never on this coordinator's subscriber
+    /// thread itself (a handler that subscribes), which is the thread that confirms: there
+    /// the topic is subscribed as soon as the handler returns.
     fn subscribe_topic(&self, topic: Topic) {
         let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
-        let up = self.links.lock().sub_up;
-        if self.control.send(Control::Subscribe(topic, done_tx)).is_ok()
-            && up
-            && !ON_SUBSCRIBER_THREAD.get()
+        if self.control.send(Control::Subscribe(topic, done_tx)).is_err()
+            || self.subscriber_thread.get() == Some(&std::thread::current().id())
         {
-            let _ = done_rx.recv_timeout(self.redis.command_timeout());
+            return;
+        }
+        let step = self.redis.command_timeout();
+        let mut waited = Duration::ZERO;
+        while self.links.lock().sub_up && !self.stopping.load(Ordering::SeqCst) {
+            match done_rx.recv_timeout(step) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    waited += step;
+                    tracing::warn!(
+                        ?waited,
+                        "subscribing waits for the subscriber thread (a slow subscription handler?)"
+                    );
+                }
+                _ => return,
+            }
         }
     }
 }
@@ -628,7 +639,7 @@ impl Inner {
 /// reconnect, and hands every message to the router for checking and delivery (running
 /// handler subscriptions' handlers here).
 fn subscriber(inner: &Inner, stop: &Receiver<()>, control: &Receiver<Control>) {
-    ON_SUBSCRIBER_THREAD.set(true);
+    let _ = inner.subscriber_thread.set(std::thread::current().id());
     let (min, max) = inner.redis.backoff();
     let mut backoff = min;
     loop {
@@ -710,7 +721,14 @@ fn serve(inner: &Inner, conn: &mut redis::Connection, control: &Receiver<Control
                 } else {
                     Topic::Channel(channel.clone())
                 };
-                inner.router.dispatch(&topic, &channel, msg.get_payload_bytes());
+                // Handlers are guarded inside the router; this only keeps a fault of our own
+                // from ending the subscriber thread while health still says connected.
+                let dispatched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    inner.router.dispatch(&topic, &channel, msg.get_payload_bytes());
+                }));
+                if dispatched.is_err() {
+                    tracing::error!("delivering a message panicked; the subscriber carries on");
+                }
             }
             Err(e) if e.is_timeout() => {
                 if last_traffic.elapsed() >= SUB_PING {

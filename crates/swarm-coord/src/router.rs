@@ -21,7 +21,25 @@ use crate::{CoordError, Result};
 /// thread that received them (see [`crate::Coordinator::subscribe_with`]).
 pub type Handler = Box<dyn Fn(&Envelope) + Send + Sync + 'static>;
 
-type SharedHandler = Arc<dyn Fn(&Envelope) + Send + Sync + 'static>;
+/// A registered handler and whether its subscription still exists: cleared when it is
+/// dropped or its coordinator closes, and checked before every call, so a delivery already
+/// on its way (collected before the removal, or queued in [`DEFERRED`]) does not reach it.
+struct HandlerSlot {
+    live: std::sync::atomic::AtomicBool,
+    f: Handler,
+}
+
+impl HandlerSlot {
+    fn retire(&self) {
+        self.live.store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    fn is_live(&self) -> bool {
+        self.live.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+type SharedHandler = Arc<HandlerSlot>;
 
 /// Where a subscription's messages go.
 #[derive(Clone)]
@@ -30,6 +48,14 @@ enum Sink {
     Queue(Sender<Envelope>),
     /// Into a function, on the receiving thread.
     Handler(SharedHandler),
+}
+
+impl Sink {
+    fn retire(&self) {
+        if let Sink::Handler(slot) = self {
+            slot.retire();
+        }
+    }
 }
 
 struct SubEntry {
@@ -99,7 +125,8 @@ impl Router {
         filter: ChannelFilter,
         handler: Handler,
     ) -> Result<(u64, Topic, bool)> {
-        self.add_sink(filter, Sink::Handler(Arc::from(handler)))
+        let slot = HandlerSlot { live: std::sync::atomic::AtomicBool::new(true), f: handler };
+        self.add_sink(filter, Sink::Handler(Arc::new(slot)))
     }
 
     fn add_sink(&self, filter: ChannelFilter, sink: Sink) -> Result<(u64, Topic, bool)> {
@@ -122,16 +149,27 @@ impl Router {
     }
 
     /// Removes a subscription; returns its topic when no other subscription uses it.
+    ///
+    /// The entry is dropped after the lock is released: a handler's captured state may own
+    /// subscriptions of this coordinator, whose own drop comes back here.
     pub(crate) fn remove(&self, id: u64) -> Option<Topic> {
-        let mut subs = self.subs.lock();
-        let entry = subs.entries.remove(&id)?;
-        let count = subs.topics.get_mut(&entry.topic)?;
-        *count -= 1;
-        if *count == 0 {
-            subs.topics.remove(&entry.topic);
-            return Some(entry.topic);
-        }
-        None
+        let (entry, unused) = {
+            let mut subs = self.subs.lock();
+            let entry = subs.entries.remove(&id)?;
+            let unused = match subs.topics.get_mut(&entry.topic) {
+                Some(count) => {
+                    *count -= 1;
+                    *count == 0
+                }
+                None => false,
+            };
+            if unused {
+                subs.topics.remove(&entry.topic);
+            }
+            (entry, unused)
+        };
+        entry.sink.retire();
+        unused.then(|| entry.topic.clone())
     }
 
     /// Every topic with at least one subscription.
@@ -140,11 +178,18 @@ impl Router {
     }
 
     /// Drops every subscription; their receivers then report the coordinator closed.
+    /// The entries are dropped after the lock is released, as in [`Router::remove`].
     pub(crate) fn close(&self) {
-        let mut subs = self.subs.lock();
-        subs.closed = true;
-        subs.entries.clear();
-        subs.topics.clear();
+        let entries = {
+            let mut subs = self.subs.lock();
+            subs.closed = true;
+            subs.topics.clear();
+            std::mem::take(&mut subs.entries)
+        };
+        for entry in entries.values() {
+            entry.sink.retire();
+        }
+        drop(entries);
     }
 
     /// A message that arrived on `channel_name` for `topic` (as Redis delivers it: once per
@@ -224,27 +269,33 @@ impl Router {
 
     /// Runs a handler on this thread. A handler that panics is counted and logged, and the
     /// thread (for Redis, the subscriber thread) carries on. A delivery made from inside a
-    /// running handler waits until it returns (see [`DEFERRED`]).
+    /// running handler waits until it returns (see [`DEFERRED`]). A handler whose
+    /// subscription is gone by the time its turn comes is not called.
     fn run_handler(&self, handler: SharedHandler, env: &Envelope) {
         let counters = Arc::clone(&self.counters);
         if IN_HANDLER.get() {
             DEFERRED.with_borrow_mut(|q| q.push_back((handler, env.clone(), counters)));
             return;
         }
+        // Cleared however this returns, unwinding included: a stuck flag would queue every
+        // later delivery of this thread for ever.
+        struct Running;
+        impl Drop for Running {
+            fn drop(&mut self) {
+                IN_HANDLER.set(false);
+            }
+        }
         IN_HANDLER.set(true);
+        let _running = Running;
         let mut next = Some((handler, env.clone(), counters));
         while let Some((handler, env, counters)) = next {
-            if catch_unwind(AssertUnwindSafe(|| handler(&env))).is_err() {
-                counters.handler_panicked();
-                tracing::error!(
-                    channel = %crate::channel::truncated(env.channel().name()),
-                    id = env.id(),
-                    "a subscription handler panicked; the message is lost to it"
-                );
+            if handler.is_live() {
+                call_guarded(handler, &env, &counters);
+            } else {
+                drop(handler);
             }
             next = DEFERRED.with_borrow_mut(VecDeque::pop_front);
         }
-        IN_HANDLER.set(false);
     }
 
     /// The in-process equivalent of Redis delivering a PUBLISH: once per topic that matches
@@ -263,6 +314,28 @@ impl Router {
             .collect();
         for topic in topics {
             self.dispatch(&topic, channel_name, bytes);
+        }
+    }
+}
+
+/// Calls a handler, and drops it (it may be the last reference to its state), with any
+/// panic caught: a panic is counted and logged, and its payload is dropped under a guard
+/// too, so nothing unwinds into the router.
+fn call_guarded(handler: SharedHandler, env: &Envelope, counters: &Counters) {
+    let called = catch_unwind(AssertUnwindSafe(move || {
+        (handler.f)(env);
+        drop(handler);
+    }));
+    if let Err(payload) = called {
+        counters.handler_panicked();
+        tracing::error!(
+            channel = %crate::channel::truncated(env.channel().name()),
+            id = env.id(),
+            "a subscription handler panicked; the message is lost to it"
+        );
+        if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            // A payload whose drop panics, and so on: stop here rather than unwind.
+            std::mem::forget(again);
         }
     }
 }

@@ -12,8 +12,8 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::sync::mpsc;
 
-/// Longest input line accepted (16 MiB); a longer one is answered as invalid and skipped
-/// without being held in memory.
+/// Longest input line accepted with its newline (16 MiB, the SDK's own limit, which counts
+/// the newline); a longer one is answered as invalid and skipped without being held.
 pub(crate) const MAX_LINE: usize = 16 << 20;
 
 /// Room in each in-memory pipe between the framing tasks and `rmcp`.
@@ -65,10 +65,19 @@ fn judge(line: &[u8], overflowed: bool) -> Verdict {
             &format!("Invalid request: a message may be at most {} MiB", MAX_LINE >> 20),
         ));
     }
-    if line.iter().all(u8::is_ascii_whitespace) {
+    // As `rmcp` reads a line: a UTF-8 byte order mark is skipped, and a line of JSON
+    // whitespace only is ignored.
+    let body = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    if body.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
         return Verdict::Forward;
     }
-    match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+    // Parsed as text and into values, as the SDK parses it, so that invalid UTF-8 and lone
+    // surrogate escapes inside strings are caught here too.
+    let parsed =
+        std::str::from_utf8(body).map_err(|e| format!("the line is not UTF-8 ({e})")).and_then(
+            |text| serde_json::from_str::<serde_json::Value>(text).map_err(|e| e.to_string()),
+        );
+    match parsed {
         Ok(_) => Verdict::Forward,
         Err(e) => Verdict::Answer(error_line(-32700, &format!("Parse error: {e}"))),
     }
@@ -89,7 +98,8 @@ where
             Some(i) => (&chunk[..i], true),
             None => (chunk, at_end),
         };
-        if !overflowed && line.len() + part.len() > MAX_LINE {
+        // `line` plus its newline must fit in MAX_LINE.
+        if !overflowed && line.len() + part.len() >= MAX_LINE {
             overflowed = true;
             line = Vec::new();
         }
@@ -191,7 +201,8 @@ mod tests {
                 .unwrap();
             let forwarded = String::from_utf8(forwarded).unwrap();
             (
-                forwarded.lines().map(str::to_owned).collect(),
+                // Split on newlines only: forwarded lines are byte-exact, `\r` included.
+                forwarded.split_terminator('\n').map(str::to_owned).collect(),
                 out.lines().map(str::to_owned).collect(),
             )
         })
@@ -220,6 +231,43 @@ mod tests {
             out.contains(&"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}".to_owned()),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn lines_the_sdk_would_drop_get_an_answer_and_lines_it_reads_pass() {
+        let input = "\u{feff}{\"a\":1}\n\"\\ud800\"\n\u{c}\n \t\r\n".as_bytes().to_vec();
+        let (forwarded, out) = run(&input);
+        assert_eq!(
+            forwarded,
+            ["\u{feff}{\"a\":1}", " \t\r"],
+            "BOM lines and blank lines pass unchanged"
+        );
+        let codes: Vec<i64> = out
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|m| m["error"]["code"].as_i64())
+            .collect();
+        assert_eq!(codes, [-32700, -32700], "a lone surrogate and a form feed: {out:?}");
+    }
+
+    #[test]
+    fn the_limit_counts_the_newline() {
+        // A JSON string exactly MAX_LINE - 1 bytes long fits with its newline.
+        let mut fits = vec![b'"'];
+        fits.resize(MAX_LINE - 2, b'x');
+        fits.push(b'"');
+        assert_eq!(fits.len(), MAX_LINE - 1);
+        let mut too_long = fits.clone();
+        too_long.insert(1, b'x');
+        let mut input = fits.clone();
+        input.push(b'\n');
+        input.extend_from_slice(&too_long);
+        input.push(b'\n');
+        let (forwarded, out) = run(&input);
+        assert_eq!(forwarded.len(), 1);
+        assert_eq!(forwarded[0].len(), MAX_LINE - 1);
+        let first: serde_json::Value = serde_json::from_str(&out[0]).unwrap();
+        assert_eq!(first["error"]["code"], -32600, "one byte more is refused");
     }
 
     #[test]

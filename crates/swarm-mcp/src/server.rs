@@ -207,12 +207,14 @@ impl Server {
                 Err(ServerInitializeError::ConnectionClosed(_)) => Ok(()),
                 Err(e) => Err(Error::Transport(e.to_string())),
             };
-            // The session is over: every answer it wrote reaches stdout before we return.
+            // The session is over: every answer it wrote reaches stdout before we return. The
+            // output task ends by itself once the SDK has closed its end (or stdout is gone);
+            // the bound only guards against a client that stopped reading.
             input.abort();
-            match tokio::time::timeout(Duration::from_secs(2), output).await {
+            match tokio::time::timeout(Duration::from_secs(30), output).await {
                 Ok(Ok(Err(e))) => tracing::warn!(error = %e, "writing to stdout failed"),
                 Ok(_) => {}
-                Err(_) => tracing::warn!("stdout did not drain in 2 s"),
+                Err(_) => tracing::warn!("stdout did not drain in 30 s"),
             }
             served
         });

@@ -444,13 +444,18 @@ impl Shared {
         if counts.is_empty() {
             return Ok(());
         }
-        let access = self.access.clone_handle();
-        self.writer.run(move |ctx| {
-            crate::memory::apply_access_counts(ctx.conn(), &counts).map_err(|e| {
-                access.restore(counts.clone());
-                StoreError::from(e)
-            })
-        })
+        // Put back only once the write has finally failed: the writer may run a job more
+        // than once (a retry after a busy database), and restoring inside it counted the
+        // reads twice when a later attempt succeeded.
+        let pending = Arc::new(counts);
+        let job = Arc::clone(&pending);
+        let written = self.writer.run(move |ctx| {
+            crate::memory::apply_access_counts(ctx.conn(), &job).map_err(StoreError::from)
+        });
+        if written.is_err() {
+            self.access.restore(Arc::unwrap_or_clone(pending));
+        }
+        written
     }
 
     pub(crate) fn stop_background(&self) {

@@ -67,6 +67,66 @@ fn a_handler_that_publishes_to_its_own_bus_runs_its_chain_in_order() {
     assert!(seen.iter().copied().eq(0..CHAIN), "in order");
 }
 
+/// A handler unsubscribed while a delivery to it is queued (here: by the handler that
+/// published it) is not called; a panic whose payload panics again when dropped does not
+/// escape, and later deliveries on the same thread still run.
+#[test]
+fn retired_handlers_are_not_called_and_hard_panics_stay_inside() {
+    use std::sync::Mutex;
+    let bus = Arc::new(nodes(1).remove(0));
+    let s = swarm();
+    let (events, memory) =
+        (Channel::new(&s, ChannelKind::Events), Channel::new(&s, ChannelKind::Memory));
+    let b_calls = Arc::new(Mutex::new(0_u32));
+    let b_sub: Arc<Mutex<Option<HandlerSubscription>>> = Arc::default();
+    let b = {
+        let calls = b_calls.clone();
+        bus.subscribe_with(
+            ChannelFilter::exact(&s, ChannelKind::Memory),
+            Box::new(move |_: &Envelope| *calls.lock().unwrap() += 1),
+        )
+        .unwrap()
+    };
+    *b_sub.lock().unwrap() = Some(b);
+    struct Nasty;
+    impl Drop for Nasty {
+        fn drop(&mut self) {
+            panic!("a payload that panics when dropped");
+        }
+    }
+    let a_calls = Arc::new(Mutex::new(0_u32));
+    let _a = {
+        let (weak, b_sub, memory, calls) =
+            (Arc::downgrade(&bus), b_sub.clone(), memory.clone(), a_calls.clone());
+        bus.subscribe_with(
+            ChannelFilter::exact(&s, ChannelKind::Events),
+            Box::new(move |env: &Envelope| {
+                *calls.lock().unwrap() += 1;
+                match env.message_type() {
+                    Some("retire") => {
+                        let bus = weak.upgrade().unwrap();
+                        // Queued for b (a handler is running on this thread) ...
+                        bus.publish(&memory, json!({"type": "m"}), PublishOptions::new()).unwrap();
+                        // ... and b is gone before its turn.
+                        drop(b_sub.lock().unwrap().take());
+                    }
+                    Some("nasty") => std::panic::panic_any(Nasty),
+                    _ => {}
+                }
+            }),
+        )
+        .unwrap()
+    };
+    bus.publish(&events, json!({"type": "retire"}), PublishOptions::new()).unwrap();
+    assert_eq!(*b_calls.lock().unwrap(), 0, "a retired handler was called");
+    bus.publish(&events, json!({"type": "nasty"}), PublishOptions::new()).unwrap();
+    bus.publish(&events, json!({"type": "after"}), PublishOptions::new()).unwrap();
+    assert_eq!(*a_calls.lock().unwrap(), 3, "deliveries go on after the panic");
+    assert_eq!(bus.health().dropped.handler_panics, 1);
+    // Shutting down with handlers that own state must not hang either.
+    bus.shutdown();
+}
+
 #[test]
 fn a_shutdown_request_shuts_nothing_down() {
     let n = nodes(2);

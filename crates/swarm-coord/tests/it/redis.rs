@@ -29,6 +29,51 @@ fn handler_subscriptions_between_coordinators() {
     scenarios::handlers(&a, b, Some(&raw), &env.swarm, Duration::from_secs(1));
 }
 
+/// A handler of one coordinator that subscribes on another waits for the other's
+/// confirmation, as any other thread does: a message published right after is received.
+#[test]
+fn a_handler_subscribing_on_another_coordinator_misses_nothing() {
+    use std::sync::{Arc, Mutex};
+    let env = RedisEnv::new();
+    let (x, publisher) = (env.coordinator("x"), Arc::new(env.coordinator("p")));
+    let y = Arc::new(env.coordinator("y"));
+    let got: Arc<Mutex<Vec<Envelope>>> = Arc::default();
+    let held: Arc<Mutex<Option<Subscription>>> = Arc::default();
+    let memory = Channel::new(&env.swarm, ChannelKind::Memory);
+    let _h = {
+        let (y, publisher, held, swarm, memory, got) = (
+            y.clone(),
+            publisher.clone(),
+            held.clone(),
+            env.swarm.clone(),
+            memory.clone(),
+            got.clone(),
+        );
+        x.subscribe_with(
+            ChannelFilter::exact(&env.swarm, ChannelKind::Events),
+            Box::new(move |_: &Envelope| {
+                let sub = y.subscribe(ChannelFilter::exact(&swarm, ChannelKind::Memory)).unwrap();
+                publisher
+                    .publish(&memory, json!({"type": "right-after"}), PublishOptions::new())
+                    .unwrap();
+                if let Some(m) = recv_type(&sub, "right-after", Duration::from_secs(3)) {
+                    got.lock().unwrap().push(m);
+                }
+                *held.lock().unwrap() = Some(sub);
+            }),
+        )
+        .unwrap()
+    };
+    let events = Channel::new(&env.swarm, ChannelKind::Events);
+    publisher.publish(&events, json!({"type": "go"}), PublishOptions::new()).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || held.lock().unwrap().is_some()));
+    assert_eq!(
+        got.lock().unwrap().len(),
+        1,
+        "the message published right after subscribing was missed"
+    );
+}
+
 #[test]
 fn a_shutdown_request_shuts_nothing_down() {
     let env = RedisEnv::new();

@@ -366,6 +366,13 @@ pub(crate) fn handlers(
             got.lock().unwrap().push(env.clone());
         })
     };
+    // The handler owns a subscription of its own coordinator: dropping the handler (when
+    // it is unsubscribed) drops that one too, which must not come back into a held lock.
+    let owned = b.subscribe(ChannelFilter::exact(swarm, ChannelKind::Heartbeat)).unwrap();
+    let handler = Box::new(move |env: &Envelope| {
+        let _keep = &owned;
+        handler(env);
+    });
     let sub = b.subscribe_with(ChannelFilter::exact(swarm, ChannelKind::Events), handler).unwrap();
     assert_eq!(sub.filter(), &ChannelFilter::exact(swarm, ChannelKind::Events));
     let before = b.health().dropped;
@@ -421,7 +428,15 @@ pub(crate) fn handlers(
         !nested.lock().unwrap().is_empty()
     }));
 
-    drop(sub);
+    let (dropped_tx, dropped_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(sub);
+        let _ = dropped_tx.send(());
+    });
+    assert!(
+        dropped_rx.recv_timeout(WAIT).is_ok(),
+        "dropping a handler that owns a subscription of its coordinator hung"
+    );
     let seen = got.lock().unwrap().len();
     a.publish(&events, json!({"type": "late"}), PublishOptions::new()).unwrap();
     std::thread::sleep(Duration::from_millis(200));

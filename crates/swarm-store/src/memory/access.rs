@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rusqlite::Connection;
@@ -25,10 +24,11 @@ type Hasher = foldhash::fast::RandomState;
 pub(crate) type Counts = HashMap<RecordKey, (u64, i64), Hasher>;
 
 /// A 128-bit fingerprint of a record key under two random seeds. The pending tables are
-/// keyed by it, so a lookup compares two words held in the table instead of following
-/// three shared strings per probe (cache misses that showed in profiles of GET). Two keys
-/// of one process sharing a fingerprint, which would merge their read counts (statistics,
-/// never data or access), has probability about 2^-128 per pair.
+/// keyed by it, so a probe compares two words held in the table instead of following three
+/// shared strings (cache misses that showed in profiles of GET). foldhash is fast, not a
+/// keyed pseudo-random function, so keys chosen to collide cannot be ruled out: the key is
+/// compared on every hit, and a different key under the same fingerprint is counted in a
+/// small side table instead.
 type Fingerprint = u128;
 
 /// One record's pending reads.
@@ -38,21 +38,23 @@ struct Pending {
     last: i64,
 }
 
-type Shard = HashMap<Fingerprint, Pending, Hasher>;
-
-pub(crate) struct AccessTracker {
-    shards: Arc<[Mutex<Shard>; SHARDS]>,
-    /// The two seeds of the fingerprint; shared by every handle.
-    seeds: Arc<(Hasher, Hasher)>,
+#[derive(Default)]
+struct Shard {
+    by_fingerprint: HashMap<Fingerprint, Pending, Hasher>,
+    /// Keys whose fingerprint another pending key already holds.
+    collided: Counts,
 }
 
-impl Default for AccessTracker {
-    fn default() -> Self {
-        AccessTracker {
-            shards: Arc::default(),
-            seeds: Arc::new((Hasher::default(), Hasher::default())),
-        }
-    }
+#[derive(Default)]
+pub(crate) struct AccessTracker {
+    shards: [Mutex<Shard>; SHARDS],
+    /// The two seeds of the fingerprint.
+    seeds: (Hasher, Hasher),
+}
+
+fn bump(reads: &mut u64, last: &mut i64, n: u64, at: i64) {
+    *reads = reads.saturating_add(n);
+    *last = (*last).max(at);
 }
 
 impl AccessTracker {
@@ -60,21 +62,22 @@ impl AccessTracker {
         (u128::from(self.seeds.0.hash_one(key)) << 64) | u128::from(self.seeds.1.hash_one(key))
     }
 
-    fn shard(&self, fp: Fingerprint) -> &Mutex<Shard> {
-        // The top bits: the table inside the shard hashes the whole fingerprint again.
-        &self.shards[(fp >> 124) as usize % SHARDS]
+    fn add(&self, key: &RecordKey, reads: u64, last: i64) {
+        self.add_at(self.fingerprint(key), key, reads, last);
     }
 
-    fn add(&self, key: &RecordKey, reads: u64, last: i64) {
-        let fp = self.fingerprint(key);
-        let mut m = self.shard(fp).lock();
-        match m.get_mut(&fp) {
-            Some(p) => {
-                p.reads = p.reads.saturating_add(reads);
-                p.last = p.last.max(last);
+    fn add_at(&self, fp: Fingerprint, key: &RecordKey, reads: u64, last: i64) {
+        // The top bits pick the shard: the table inside hashes the whole fingerprint again.
+        let mut shard = self.shards[(fp >> 124) as usize % SHARDS].lock();
+        let Shard { by_fingerprint, collided } = &mut *shard;
+        match by_fingerprint.get_mut(&fp) {
+            Some(p) if p.key == *key => bump(&mut p.reads, &mut p.last, reads, last),
+            Some(_) => {
+                let e = collided.entry(key.clone()).or_insert((0, last));
+                bump(&mut e.0, &mut e.1, reads, last);
             }
             None => {
-                m.insert(fp, Pending { key: key.clone(), reads, last });
+                by_fingerprint.insert(fp, Pending { key: key.clone(), reads, last });
             }
         }
     }
@@ -90,9 +93,13 @@ impl AccessTracker {
     pub(crate) fn take(&self) -> Counts {
         let mut out = Counts::default();
         for s in self.shards.iter() {
-            let mut m = s.lock();
-            out.extend(m.drain().map(|(_, p)| (p.key, (p.reads, p.last))));
-            m.shrink_to(KEPT_CAPACITY);
+            let mut shard = s.lock();
+            out.extend(shard.by_fingerprint.drain().map(|(_, p)| (p.key, (p.reads, p.last))));
+            shard.by_fingerprint.shrink_to(KEPT_CAPACITY);
+            for (key, (n, at)) in std::mem::take(&mut shard.collided) {
+                let e = out.entry(key).or_insert((0, at));
+                bump(&mut e.0, &mut e.1, n, at);
+            }
         }
         out
     }
@@ -102,10 +109,6 @@ impl AccessTracker {
         for (k, (n, at)) in counts {
             self.add(&k, n, at);
         }
-    }
-
-    pub(crate) fn clone_handle(&self) -> AccessTracker {
-        AccessTracker { shards: Arc::clone(&self.shards), seeds: Arc::clone(&self.seeds) }
     }
 }
 
@@ -162,6 +165,21 @@ mod tests {
     }
 
     #[test]
+    fn keys_sharing_a_fingerprint_keep_their_own_counts() {
+        let t = AccessTracker::default();
+        let fp = 0xfeed_u128 << 64;
+        t.add_at(fp, &key("a"), 1, 10);
+        t.add_at(fp, &key("b"), 1, 20);
+        t.add_at(fp, &key("b"), 2, 15);
+        t.add_at(fp, &key("a"), 1, 11);
+        let counts = t.take();
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts[&key("a")], (2, 11));
+        assert_eq!(counts[&key("b")], (3, 20));
+        assert!(t.take().is_empty());
+    }
+
+    #[test]
     fn a_flush_keeps_bounded_room() {
         let t = AccessTracker::default();
         for i in 0..(SHARDS * KEPT_CAPACITY * 2) {
@@ -169,7 +187,7 @@ mod tests {
         }
         assert_eq!(t.take().len(), SHARDS * KEPT_CAPACITY * 2);
         for s in t.shards.iter() {
-            let m = s.lock();
+            let m = &s.lock().by_fingerprint;
             assert!(m.is_empty());
             assert!(m.capacity() <= KEPT_CAPACITY * 2, "capacity {}", m.capacity());
         }

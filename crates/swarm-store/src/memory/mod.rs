@@ -171,9 +171,9 @@ impl RawRow {
     /// Runs on every read: the value type and empty tags are read in place, not copied.
     fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<Self>> {
         let Some(level) = r.get::<_, Option<i64>>(at + 2)? else { return Ok(None) };
-        let value_type = r.get_ref(at + 3)?.as_str()?;
+        let value_type = text_ref(r, at + 3)?;
         let value_type = ValueType::parse(value_type).map_err(|_| value_type.to_owned());
-        let tags = r.get_ref(at + 7)?.as_str()?;
+        let tags = text_ref(r, at + 7)?;
         let tags = (tags != "[]").then(|| tags.to_owned());
         Ok(Some(RawRow {
             owner: r.get(at)?,
@@ -191,6 +191,14 @@ impl RawRow {
             access_count: r.get(at + 12)?,
         }))
     }
+}
+
+/// A text column read in place; a value of another type is reported with its column and
+/// type, as `Row::get` would.
+fn text_ref<'r>(r: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
+    let v = r.get_ref(idx)?;
+    v.as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, v.data_type(), Box::new(e)))
 }
 
 /// Parses a stored tags column (a JSON array of strings); anything else is corruption,

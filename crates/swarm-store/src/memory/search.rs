@@ -479,6 +479,16 @@ impl Store {
                     };
                     let Some(text) = searchable(&value) else { continue };
                     let Some(snippet) = matches(&text, &q.terms, q.snippet_chars) else { continue };
+                    // Like a value that does not open: skipped and counted, not the end of
+                    // the search.
+                    let tags = match parse_tags(&c.tags) {
+                        Ok(tags) => tags,
+                        Err(e) => {
+                            tracing::warn!(key = %key, error = %e, "search skipped a record whose tags are corrupt");
+                            unreadable += 1;
+                            continue;
+                        }
+                    };
                     hit_keys.push(key.clone());
                     hits.push(SearchHit {
                         namespace: key.namespace().clone(),
@@ -489,7 +499,7 @@ impl Store {
                         value_type: vt,
                         version: u64_of(c.version),
                         size: u64_of(c.size),
-                        tags: parse_tags(&c.tags)?,
+                        tags,
                         updated_at: Timestamp::from_millis(c.updated_at),
                         expires_at: c.expires_at.map(Timestamp::from_millis),
                         snippet,
