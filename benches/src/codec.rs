@@ -184,51 +184,9 @@ fn human(size: usize) -> String {
     if size >= 1024 { format!("{} KiB", size / 1024) } else { format!("{size} B") }
 }
 
-/// Deterministic JSON-like agent memory of exactly `len` bytes: an array of observation
-/// records with field names, ids, timestamps, scores, tags and short sentences, varied by a
-/// small generator so it compresses like real text rather than like zeros.
+/// The benchmarks' sample agent memory (`swarm_memory::memory_json`), as bytes.
 fn memory_json(len: usize) -> Vec<u8> {
-    const KINDS: [&str; 6] = ["observation", "plan", "decision", "error", "summary", "handoff"];
-    const TAGS: [&str; 8] = ["build", "ci", "deploy", "review", "db", "api", "docs", "perf"];
-    const VERBS: [&str; 8] =
-        ["compiled", "retried", "merged", "rolled back", "queried", "cached", "flagged", "wrote"];
-    const NOUNS: [&str; 8] = [
-        "swarm-store",
-        "the migration",
-        "task 4711",
-        "PR #318",
-        "the index",
-        "agent-12",
-        "the lease",
-        "the report",
-    ];
-    let mut rng = Rng(0x5eed_cafe_f00d_d00d);
-    let mut out = String::with_capacity(len + 256);
-    out.push('[');
-    let mut i = 0u64;
-    while out.len() < len {
-        let r = rng.next();
-        let pick = |shift: u32, n: usize| ((r >> shift) as usize) % n;
-        out.push_str(&format!(
-            r#"{{"id":"mem-{:06}","agent":"agent-{:02}","kind":"{}","ts":{},"confidence":0.{:02},"tags":["{}","{}"],"text":"{} {} in {}.{} s; {} warnings"}},"#,
-            1000 + i,
-            pick(0, 24),
-            KINDS[pick(8, KINDS.len())],
-            1_735_689_600_000u64 + i * 1_377 + (r % 1000),
-            pick(16, 100),
-            TAGS[pick(24, TAGS.len())],
-            TAGS[pick(28, TAGS.len())],
-            VERBS[pick(32, VERBS.len())],
-            NOUNS[pick(36, NOUNS.len())],
-            pick(40, 60),
-            pick(46, 10),
-            pick(50, 5),
-        ));
-        i += 1;
-    }
-    let mut bytes = out.into_bytes();
-    bytes.truncate(len);
-    bytes
+    swarm_memory::memory_json(len).into_bytes()
 }
 
 fn random_bytes(len: usize) -> Vec<u8> {

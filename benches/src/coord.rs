@@ -399,16 +399,12 @@ struct HandlerPinger {
 impl HandlerPinger {
     fn new(coord: RedisCoordinator, swarm: &SwarmId) -> anyhow::Result<Self> {
         let (tx, pongs) = mpsc::channel();
-        let tx = Mutex::new(tx);
         let subscription = coord.subscribe_with(
             ChannelFilter::exact(swarm, HANDLER_PONG_KIND),
             Box::new(move |env: &Envelope| {
                 let received = now_ns();
                 if env.message_type() == Some("pong") {
-                    let _ = tx
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .send((received, env.clone()));
+                    let _ = tx.send((received, env.clone()));
                 }
             }),
         )?;

@@ -1761,8 +1761,9 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// Deterministic JSON-like agent memory of exactly `len` bytes (ASCII): observation
 /// records with ids, timestamps, scores, tags and short sentences, varied by a small
-/// generator so it compresses like real text rather than like zeros.
-fn memory_json(len: usize) -> String {
+/// generator so it compresses like real text rather than like zeros. The sample value of
+/// every benchmark that needs realistic text (this report and `cargo xtask bench`).
+pub fn memory_json(len: usize) -> String {
     const KINDS: [&str; 6] = ["observation", "plan", "decision", "error", "summary", "handoff"];
     const TAGS: [&str; 8] = ["build", "ci", "deploy", "review", "db", "api", "docs", "perf"];
     const VERBS: [&str; 8] =

@@ -57,7 +57,7 @@ pub use bench::{
     AclPerformance, BackupFigures, BasicOperations, BenchOptions, BenchProgress, BenchReport,
     BenchResults, BenchSettings, Compared, Compression, ConcurrentOperations, Encryption,
     LargeValues, MAX_CONCURRENCY, MAX_ITERATIONS, MAX_NAMESPACES, MAX_TTL, Namespaces, ProgressFn,
-    REPORT_FORMAT, Timing, TtlFigures, Units,
+    REPORT_FORMAT, Timing, TtlFigures, Units, memory_json,
 };
 pub use config::{Builder, DEFAULT_DB_PATH, DEFAULT_NODE_ID, DEFAULT_SWARM_ID, KeySource};
 pub use coordination::{Backend, RemoteChange};

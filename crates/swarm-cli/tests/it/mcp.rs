@@ -178,6 +178,15 @@ impl Drop for Mcp {
 }
 
 /// `swarm-memory mcp ARGS` in `env`'s directory with a clean environment.
+/// Two initialized servers with the swarm profile, acting as `a` and `b`.
+fn swarm_servers(env: &Env, a: &Agent, b: &Agent) -> (Mcp, Mcp) {
+    let mut first = Mcp::start(env, a, &["--tools", "swarm"]);
+    let mut second = Mcp::start(env, b, &["--tools", "swarm"]);
+    first.initialize();
+    second.initialize();
+    (first, second)
+}
+
 fn mcp_command(env: &Env, args: &[&str]) -> Command {
     let mut all = vec!["mcp"];
     all.extend_from_slice(args);
@@ -485,10 +494,7 @@ fn task_tools_claim_atomically_and_fence_stale_holders() {
     let env = Env::init();
     let ann = env.register("ann", &[]);
     let ben = env.register("ben", &[]);
-    let mut a = Mcp::start(&env, &ann, &["--tools", "swarm"]);
-    let mut b = Mcp::start(&env, &ben, &["--tools", "swarm"]);
-    a.initialize();
-    b.initialize();
+    let (mut a, mut b) = swarm_servers(&env, &ann, &ben);
     let t = a.ok("task_create", json!({ "title": "write docs", "priority": 8, "description": "d".repeat(500), "metadata": { "k": 1 } }))["task"].clone();
     let id = t["id"].as_str().unwrap().to_owned();
     assert_eq!((t["status"].clone(), t["level"].clone()), (json!("pending"), json!("swarm")));
@@ -590,10 +596,7 @@ fn event_tools_poll_from_a_durable_cursor() {
     let env = Env::init();
     let ann = env.register("ann", &[]);
     let ben = env.register("ben", &[]);
-    let mut a = Mcp::start(&env, &ann, &["--tools", "swarm"]);
-    let mut b = Mcp::start(&env, &ben, &["--tools", "swarm"]);
-    a.initialize();
-    b.initialize();
+    let (mut a, mut b) = swarm_servers(&env, &ann, &ben);
     // Nothing yet: a bounded wait returns empty-handed.
     let p = b.ok("event_poll", json!({ "wait_ms": 50 }));
     assert_eq!(p["events"], json!([]));
@@ -652,10 +655,7 @@ fn consensus_tools_count_one_vote_per_agent() {
     let env = Env::init();
     let ann = env.register("ann", &[]);
     let ben = env.register("ben", &[]);
-    let mut a = Mcp::start(&env, &ann, &["--tools", "swarm"]);
-    let mut b = Mcp::start(&env, &ben, &["--tools", "swarm"]);
-    a.initialize();
-    b.initialize();
+    let (mut a, mut b) = swarm_servers(&env, &ann, &ben);
     let r = a.ok(
         "consensus_propose",
         json!({ "target_id": "release-1.4", "description": "ship it?", "quorum": 2 }),
@@ -757,10 +757,7 @@ fn a_second_agent_sees_nothing_it_may_not_and_revocation_applies_at_the_next_cal
     env.run(&["team", "create", "--name", "red", "--id", "red"]).ok();
     let ann = env.register("ann", &["--team", "red"]);
     let ben = env.register("ben", &[]);
-    let mut a = Mcp::start(&env, &ann, &["--tools", "swarm"]);
-    let mut b = Mcp::start(&env, &ben, &["--tools", "swarm"]);
-    a.initialize();
-    b.initialize();
+    let (mut a, mut b) = swarm_servers(&env, &ann, &ben);
     for (key, level) in [("mine", "private"), ("ours", "team"), ("all", "swarm")] {
         a.ok("memory_store", json!({ "key": key, "value": format!("needle {key}"), "level": level, "namespace": "n" }));
     }

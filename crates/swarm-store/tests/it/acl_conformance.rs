@@ -9,7 +9,7 @@ use swarm_store::{
     StoreError, Value,
 };
 
-use crate::fixtures::{World, key, swarm, world};
+use crate::fixtures::{READS_BY_LEVEL, World, key, swarm, world};
 
 /// Writes one record per level into `ns`: levels 1-4 by `own`, level 5 by the system.
 fn write_records(w: &World, ns: &str) -> Vec<(AclLevel, swarm_store::RecordKey)> {
@@ -95,16 +95,7 @@ fn every_read_path_agrees_with_the_model_for_every_relation_and_level() {
     }
 
     // Literal expectations, so agreement with the model cannot be vacuous.
-    let literal: BTreeMap<&str, [bool; 5]> = BTreeMap::from([
-        ("own", [true, true, true, true, false]),
-        ("mate", [false, true, true, true, false]),
-        ("peer", [false, false, true, true, false]),
-        ("far", [false, false, false, true, false]),
-        ("sus", [false, false, false, false, false]),
-        ("rev", [false, false, false, false, false]),
-        ("admin", [false, false, true, true, true]),
-        ("system", [true, true, true, true, true]),
-    ]);
+    let literal: BTreeMap<&str, [bool; 5]> = BTreeMap::from(READS_BY_LEVEL);
     for (name, who) in &w.agents {
         for (i, (level, k)) in records.iter().enumerate() {
             let want = literal[name][i];

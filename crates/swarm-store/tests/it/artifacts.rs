@@ -6,7 +6,7 @@ use serde_json::json;
 use swarm_acl::{AclLevel, Action, AgentId, Grant, Identity, ResourceType};
 use swarm_store::{ArtifactFilter, ArtifactInfo, ArtifactSpec, StoreError, TaskSpec};
 
-use crate::fixtures::{Env, World, contains, file_bytes, raw, swarm, world};
+use crate::fixtures::{Env, READS_BY_LEVEL, World, contains, file_bytes, raw, swarm, world};
 
 fn count(env: &Env, sql: &str) -> i64 {
     raw(env.path()).query_row(sql, [], |r| r.get(0)).unwrap()
@@ -397,16 +397,7 @@ fn every_artifact_read_agrees_with_the_acl_model() {
             a.team.as_ref(),
         )
     };
-    let literal = [
-        ("own", [true, true, true, true, false]),
-        ("mate", [false, true, true, true, false]),
-        ("peer", [false, false, true, true, false]),
-        ("far", [false, false, false, true, false]),
-        ("sus", [false; 5]),
-        ("rev", [false; 5]),
-        ("admin", [false, false, true, true, true]),
-        ("system", [true; 5]),
-    ];
+    let literal = READS_BY_LEVEL;
     for (name, want) in literal {
         for (a, want) in arts.iter().zip(want) {
             assert_eq!(allows(&w.agents[name], a), want, "model: {name} reading {}", a.level);

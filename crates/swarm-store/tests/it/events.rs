@@ -12,7 +12,7 @@ use serde_json::json;
 use swarm_acl::{AclLevel, Action, AgentId, Identity, ResourceType, Timestamp};
 use swarm_store::{Delivery, Event, EventSpec, EventStatus, StoreError};
 
-use crate::fixtures::{Env, T0, World, contains, file_bytes, raw, swarm, world};
+use crate::fixtures::{Env, READS_BY_LEVEL, T0, World, contains, file_bytes, raw, swarm, world};
 
 const VIS: Duration = Duration::from_secs(60);
 
@@ -585,16 +585,7 @@ fn every_event_read_and_claim_agrees_with_the_acl_model() {
     let s = &w.env.store;
     let events = events_per_level(&w, "acl");
     w.suspend_and_revoke(ResourceType::Event);
-    let literal = [
-        ("own", [true, true, true, true, false]),
-        ("mate", [false, true, true, true, false]),
-        ("peer", [false, false, true, true, false]),
-        ("far", [false, false, false, true, false]),
-        ("sus", [false; 5]),
-        ("rev", [false; 5]),
-        ("admin", [false, false, true, true, true]),
-        ("system", [true; 5]),
-    ];
+    let literal = READS_BY_LEVEL;
     for (name, want) in literal {
         for (e, want) in events.iter().zip(want) {
             assert_eq!(

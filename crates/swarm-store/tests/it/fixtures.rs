@@ -154,6 +154,20 @@ pub(crate) fn world() -> World {
     World { env, red, agents }
 }
 
+/// Who of [`world`] may read a record of each level (private, team, swarm, public, system)
+/// owned by `own` in team red of s1, once sus is suspended and rev's grants revoked: literal
+/// expectations, so agreement with the model cannot be vacuous.
+pub(crate) const READS_BY_LEVEL: [(&str, [bool; 5]); 8] = [
+    ("own", [true, true, true, true, false]),
+    ("mate", [false, true, true, true, false]),
+    ("peer", [false, false, true, true, false]),
+    ("far", [false, false, false, true, false]),
+    ("sus", [false; 5]),
+    ("rev", [false; 5]),
+    ("admin", [false, false, true, true, true]),
+    ("system", [true; 5]),
+];
+
 impl World {
     /// Suspends sus, and revokes every grant rev holds on `resource` at every level.
     pub(crate) fn suspend_and_revoke(&self, resource: ResourceType) {

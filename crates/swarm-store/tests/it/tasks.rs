@@ -12,7 +12,7 @@ use swarm_store::{
     TaskStatus,
 };
 
-use crate::fixtures::{Env, T0, World, raw, swarm, world};
+use crate::fixtures::{Env, READS_BY_LEVEL, T0, World, raw, swarm, world};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -1017,16 +1017,7 @@ fn every_task_read_and_claim_agrees_with_the_acl_model() {
 
     // Literal expectations (private, team, swarm, public, system), so agreement with the
     // model cannot be vacuous.
-    let literal = [
-        ("own", [true, true, true, true, false]),
-        ("mate", [false, true, true, true, false]),
-        ("peer", [false, false, true, true, false]),
-        ("far", [false, false, false, true, false]),
-        ("sus", [false; 5]),
-        ("rev", [false; 5]),
-        ("admin", [false, false, true, true, true]),
-        ("system", [true; 5]),
-    ];
+    let literal = READS_BY_LEVEL;
     for (name, want) in literal {
         let who = &w.agents[name];
         for (t, want) in read.iter().zip(want) {
