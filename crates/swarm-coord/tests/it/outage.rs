@@ -26,7 +26,7 @@ fn an_outage_is_reported_fails_fast_and_heals_by_itself() {
 
     server.kill();
     assert!(
-        wait_until(Duration::from_secs(3), || !a.health().connected && !b.health().connected),
+        wait_until(Duration::from_secs(10), || !a.health().connected && !b.health().connected),
         "{:?}",
         a.health()
     );
@@ -45,12 +45,12 @@ fn an_outage_is_reported_fails_fast_and_heals_by_itself() {
 
     server.restart();
     assert!(
-        wait_until(Duration::from_secs(5), || a.health().connected && b.health().connected),
+        wait_until(Duration::from_secs(15), || a.health().connected && b.health().connected),
         "{:?}",
         b.health()
     );
     // The subscription works again without its holder doing anything.
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut delivered = false;
     while !delivered && Instant::now() < deadline {
         a.publish(&events, json!({"type": "after"}), PublishOptions::new()).unwrap();
@@ -64,7 +64,7 @@ fn an_outage_is_reported_fails_fast_and_heals_by_itself() {
         b.health()
     );
     // Presence came back too: the restarted Redis was empty, the heartbeats rebuilt it.
-    assert!(wait_until(Duration::from_secs(2), || {
+    assert!(wait_until(Duration::from_secs(10), || {
         b.participants(&swarm)
             .unwrap()
             .iter()

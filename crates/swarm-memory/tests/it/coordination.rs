@@ -199,11 +199,34 @@ fn events_written_while_redis_is_down_are_relayed_when_it_returns() {
     let db = dir.path().join("outage.db");
     // A long-running node (a watcher) on the database, and an observer on Redis. Pub/sub
     // reaches only subscribers connected when a message is published (the database keeps
-    // the durable log), so the node is made to reconnect after the observer: at least
-    // 500 ms after the server returns, against the observer's 20 ms.
-    let slow = RedisConfig::from_url(&redis.url())
+    // the durable log), so the observer must be back before the node is. Racing two
+    // reconnect backoffs loses on a busy machine; instead the node logs in as a Redis ACL
+    // user that a restarted server (no persistence) does not know until the test creates
+    // it again, once the observer is subscribed. Until then the node's attempts fail as
+    // they would against a server that is down.
+    const NODE_PASSWORD: &str = "node-password";
+    let create_node_user = |redis: &PrivateRedis| {
+        let mut admin = swarm_testkit::RespClient::connect(&redis.addr(), Duration::from_secs(2))
+            .expect("admin connection to the private redis");
+        let reply = admin
+            .command(&[
+                b"ACL",
+                b"SETUSER",
+                b"node",
+                b"on",
+                format!(">{NODE_PASSWORD}").as_bytes(),
+                b"~*",
+                b"&*",
+                b"+@all",
+            ])
+            .unwrap();
+        assert!(matches!(reply, swarm_testkit::Resp::Simple(_)), "ACL SETUSER: {reply:?}");
+    };
+    create_node_user(&redis);
+    let node_url = format!("redis://node:{NODE_PASSWORD}@127.0.0.1:{}", redis.port());
+    let slow = RedisConfig::from_url(&node_url)
         .unwrap()
-        .with_backoff(Duration::from_millis(500), Duration::from_secs(1));
+        .with_backoff(Duration::from_millis(50), Duration::from_millis(200));
     let node = SwarmMemory::builder()
         .path(&db)
         .swarm(SwarmId::new(&swarm).unwrap())
@@ -236,7 +259,7 @@ fn events_written_while_redis_is_down_are_relayed_when_it_returns() {
         &[
             ("CHILD_DB", db.to_str().unwrap()),
             ("CHILD_SWARM", &swarm),
-            ("CHILD_REDIS", &redis.url()),
+            ("CHILD_REDIS", &node_url),
             ("CHILD_N", "20"),
         ],
     );
@@ -254,6 +277,13 @@ fn events_written_while_redis_is_down_are_relayed_when_it_returns() {
     assert_eq!(published.len(), 20);
     assert!(node.store().outbox_backlog().unwrap() >= 20, "the events wait in the durable outbox");
     redis.restart();
+    assert!(wait_connected(&obs, true), "the observer reconnects to the restarted server");
+    assert!(
+        !node.coordination_health().connected,
+        "the node cannot log in before its user exists again"
+    );
+    create_node_user(&redis);
+    assert!(wait_connected(node.coordinator().as_ref(), true), "the node reconnects");
     // The watcher relays every pending event once the link is back; duplicates are allowed
     // and recognisable by id.
     let mut seen: HashSet<String> = HashSet::new();
