@@ -31,10 +31,10 @@ pub(crate) const RAW_GET: &str =
 pub(crate) const RAW_GET_JOINED: &str = "SELECT m.value, m.version FROM meta AS g LEFT JOIN memory AS m \
     ON m.swarm_id = ?1 AND m.namespace = ?2 AND m.key = ?3 WHERE g.key = 'acl_generation'";
 
-/// The raw autocommit upsert the store's SET is compared with: the statement the store
-/// itself runs for a write, with the same sixteen parameters, but without the ACL checks,
-/// the existing-record read, the change-feed row, the audit row and the transaction
-/// around them.
+/// The raw autocommit upsert the store's SET is compared with: an insert of every column
+/// that updates them all on conflict, as a store without the ACL checks, the
+/// existing-record read, the change-feed row, the audit row and the transaction around
+/// them would write a record (the store runs this statement for a new key).
 pub(crate) const RAW_UPSERT: &str = "INSERT INTO memory (swarm_id, namespace, key, owner_id, team_id, \
     acl_level, value_type, value, size, key_id, tags, version, created_at, updated_at, expires_at, \
     access_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
@@ -45,9 +45,22 @@ pub(crate) const RAW_UPSERT: &str = "INSERT INTO memory (swarm_id, namespace, ke
     expires_at = excluded.expires_at, access_count = excluded.access_count, \
     last_accessed_at = CASE WHEN excluded.access_count = 0 THEN NULL ELSE last_accessed_at END";
 
-/// Runs [`RAW_UPSERT`] for a public text record owned by `owner` holding `envelope`.
-pub(crate) fn raw_upsert(
+/// The statement the store itself runs to overwrite a live record whose team, key id and
+/// expiry stay the same (crates/swarm-store/src/memory/mod.rs, `update_sql`), with
+/// [`RAW_UPSERT`]'s parameters: it names no indexed column, so SQLite rewrites only the
+/// record's page, where the upsert also rewrites the owner index. Not a goal's baseline:
+/// it shows how close SET comes to the cheapest raw overwrite.
+pub(crate) const RAW_UPDATE: &str = "UPDATE memory SET acl_level = ?6, value_type = ?7, value = ?8, \
+    size = ?9, tags = ?11, version = ?12, updated_at = ?14, access_count = ?16, \
+    last_accessed_at = CASE WHEN ?16 = 0 THEN NULL ELSE last_accessed_at END \
+    WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3";
+
+/// Runs `sql` ([`RAW_UPSERT`] or [`RAW_UPDATE`]) for a public text record owned by
+/// `owner` holding `envelope`.
+#[allow(clippy::too_many_arguments)] // the record's columns, as the store binds them
+pub(crate) fn raw_write(
     conn: &Connection,
+    sql: &str,
     namespace: &str,
     key: &str,
     owner: &str,
@@ -55,7 +68,7 @@ pub(crate) fn raw_upsert(
     version: i64,
     now: i64,
 ) -> rusqlite::Result<usize> {
-    conn.prepare_cached(RAW_UPSERT)?.execute(rusqlite::params![
+    conn.prepare_cached(sql)?.execute(rusqlite::params![
         SWARM,
         namespace,
         key,

@@ -6,17 +6,19 @@
 //! - GET of a public 256 B value (stored plain in its envelope) and of a private one
 //!   (encrypted with AES-256-GCM) against `SELECT value, version FROM memory WHERE <pk>`.
 //! - SET of a public 256 B value (ACL checks, the existing record, the change feed and the
-//!   audit row, in one transaction) against the store's own upsert statement run alone in
+//!   audit row, in one transaction) against a raw upsert of every column run alone in
 //!   autocommit.
 //! - Without a goal: the raw point read joined to the ACL generation (as the store's point
-//!   read is) against the plain raw read, both raw, so the GET ratios can be read.
+//!   read is) against the plain raw read, both raw, so the GET ratios can be read; and SET
+//!   against the raw in-place update the store itself runs for an overwrite, the cheapest
+//!   raw overwrite there is.
 //! - HAS, DELETE, INCR and MGET(10), without baselines.
 
 use anyhow::Context as _;
 use swarm_acl::Identity;
 use swarm_store::{RecordKey, SetOptions};
 
-use crate::fixture::{self, Env, Rng, key_name};
+use crate::fixture::{self, Env, RAW_UPDATE, RAW_UPSERT, Rng, key_name};
 use crate::harness::{Comparison, Measurement, Section, Settings, faster, measure, measure_pair};
 
 /// Records per namespace loaded before measuring.
@@ -73,7 +75,8 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
     {
         let tx = raw.unchecked_transaction()?;
         for name in &names {
-            fixture::raw_upsert(&raw, "raw", name, agent_id.as_str(), &envelope, 1, now)?;
+            let owner = agent_id.as_str();
+            fixture::raw_write(&raw, fixture::RAW_UPSERT, "raw", name, owner, &envelope, 1, now)?;
         }
         tx.commit()?;
     }
@@ -89,7 +92,7 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
     anyhow::ensure!(fixture::raw_get(&raw, "public", &names[1])?.0 == envelope.len());
 
     eprintln!("store: GET and SET against raw rusqlite, {ROUNDS} rounds");
-    let mut best: [Option<Measurement>; 8] = Default::default();
+    let mut best: [Option<Measurement>; 10] = Default::default();
     let keep = |slot: &mut Option<Measurement>, m: Measurement| {
         *slot = Some(match slot.take() {
             None => m,
@@ -150,12 +153,32 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
             || {
                 version += 1;
                 let name = &names[r2.below(RECORDS)];
-                fixture::raw_upsert(&raw, "raw", name, agent_id.as_str(), &envelope, version, now)
+                let owner = agent_id.as_str();
+                fixture::raw_write(&raw, RAW_UPSERT, "raw", name, owner, &envelope, version, now)
                     .ok()
             },
         );
         keep(&mut best[4], ours);
         keep(&mut best[5], raw_m);
+        let (mut r1, mut r2) = (Rng::new(seed), Rng::new(seed));
+        let (ours, raw_m) = measure_pair(
+            ("SET public 256 B", "raw autocommit in-place update"),
+            &writes,
+            BLOCK,
+            || {
+                let k = &public[r1.below(RECORDS)];
+                env.store.set(&agent, k, value.clone(), &public_opts).map(|w| w.version).ok()
+            },
+            || {
+                version += 1;
+                let name = &names[r2.below(RECORDS)];
+                let owner = agent_id.as_str();
+                fixture::raw_write(&raw, RAW_UPDATE, "raw", name, owner, &envelope, version, now)
+                    .ok()
+            },
+        );
+        keep(&mut best[8], ours);
+        keep(&mut best[9], raw_m);
     }
     let [
         Some(get_pub),
@@ -166,6 +189,8 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
         Some(upsert),
         Some(joined),
         Some(plain),
+        Some(set_again),
+        Some(update),
     ] = best
     else {
         anyhow::bail!("no rounds measured");
@@ -193,6 +218,13 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
         "raw point read joined to the ACL generation vs raw point read",
         joined,
         plain,
+        None,
+    ));
+    // No goal: SET against the cheapest raw overwrite, the store's own statement for it.
+    section.comparisons.push(Comparison::latency(
+        "SET public 256 B (audit row included) vs raw autocommit in-place update",
+        set_again,
+        update,
         None,
     ));
 

@@ -119,7 +119,7 @@ const EXISTS_LIVE: &str = "SELECT EXISTS (SELECT 1 FROM memory WHERE swarm_id = 
     AND (expires_at IS NULL OR expires_at > ?4))";
 
 const EXISTING: &str = "SELECT owner_id, team_id, acl_level, value_type, value, version, created_at, expires_at, \
-    access_count, tags FROM memory WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3";
+    access_count, tags, key_id FROM memory WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3";
 
 const UPSERT: &str = "INSERT INTO memory (swarm_id, namespace, key, owner_id, team_id, acl_level, value_type, \
     value, size, key_id, tags, version, created_at, updated_at, expires_at, access_count) \
@@ -130,6 +130,36 @@ const UPSERT: &str = "INSERT INTO memory (swarm_id, namespace, key, owner_id, te
     version = excluded.version, created_at = excluded.created_at, updated_at = excluded.updated_at, \
     expires_at = excluded.expires_at, access_count = excluded.access_count, \
     last_accessed_at = CASE WHEN excluded.access_count = 0 THEN NULL ELSE last_accessed_at END";
+
+/// The in-place update of a live record, with [`UPSERT`]'s parameters, for each choice of
+/// which of the team, key id and expiry it rewrites (bit 0, 1 and 2 of the index). The
+/// owner is never rewritten (a write keeps the record's owner) and neither is the creation
+/// time. SQLite maintains an index, and checks a foreign key, for every column named in
+/// `SET` whether or not its value changes: naming only what changed keeps an overwrite to
+/// the record's own page (the upsert also rewrote `memory_by_owner`, a second WAL frame per
+/// commit) and skips the parent-key lookups.
+fn update_sql(rewrites: usize) -> &'static str {
+    static TEXTS: std::sync::OnceLock<[String; 8]> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        std::array::from_fn(|mask| {
+            let mut sql = String::from(
+                "UPDATE memory SET acl_level = ?6, value_type = ?7, value = ?8, size = ?9, \
+                 tags = ?11, version = ?12, updated_at = ?14, access_count = ?16, \
+                 last_accessed_at = CASE WHEN ?16 = 0 THEN NULL ELSE last_accessed_at END",
+            );
+            for (bit, column) in [(1, "team_id = ?5"), (2, "key_id = ?10"), (4, "expires_at = ?15")]
+            {
+                if mask & bit != 0 {
+                    sql.push_str(", ");
+                    sql.push_str(column);
+                }
+            }
+            sql.push_str(" WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3");
+            sql
+        })
+    });
+    &texts[rewrites & 7]
+}
 
 const DELETE: &str = "DELETE FROM memory WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3";
 
@@ -440,6 +470,7 @@ struct Existing {
     expires_at: Option<i64>,
     access_count: i64,
     tags: String,
+    key_id: Option<i64>,
 }
 
 fn load_existing(conn: &Connection, key: &RecordKey, now: Timestamp) -> Result<Option<Existing>> {
@@ -459,12 +490,24 @@ fn load_existing(conn: &Connection, key: &RecordKey, now: Timestamp) -> Result<O
                     r.get::<_, Option<i64>>(7)?,
                     r.get::<_, i64>(8)?,
                     r.get::<_, String>(9)?,
+                    r.get::<_, Option<i64>>(10)?,
                 ))
             },
         )
         .optional()?;
-    let Some((owner, team, level, vt, value, version, created_at, expires_at, access_count, tags)) =
-        row
+    let Some((
+        owner,
+        team,
+        level,
+        vt,
+        value,
+        version,
+        created_at,
+        expires_at,
+        access_count,
+        tags,
+        key_id,
+    )) = row
     else {
         return Ok(None);
     };
@@ -481,6 +524,7 @@ fn load_existing(conn: &Connection, key: &RecordKey, now: Timestamp) -> Result<O
         expires_at,
         access_count,
         tags,
+        key_id,
     }))
 }
 
@@ -630,7 +674,18 @@ fn write_one(
     };
     let owner = scope.owner.as_ref().map(AgentId::as_str);
     let team = scope.team.as_ref().map(TeamId::as_str);
-    let upserted = ctx.conn().prepare_cached(UPSERT)?.execute(params_from_iter([
+    let key_id = key_id.map(i64::from);
+    // A live record keeps its owner, so it is updated in place; a new key, or one whose
+    // record has expired but is not swept yet, is upserted.
+    let sql = match &existing {
+        Some(e) if e.scope.owner == scope.owner => update_sql(
+            usize::from(e.scope.team != scope.team)
+                | usize::from(e.key_id != key_id) << 1
+                | usize::from(e.expires_at != expires_at) << 2,
+        ),
+        _ => UPSERT,
+    };
+    let upserted = ctx.conn().prepare_cached(sql)?.execute(params_from_iter([
         Bind::Text(key.swarm().as_str()),
         Bind::Text(key.namespace().as_str()),
         Bind::Text(key.key().as_str()),
@@ -640,7 +695,7 @@ fn write_one(
         Bind::Text(value_type.as_str()),
         Bind::Blob(&envelope),
         Bind::Int(i64::try_from(size).unwrap_or(i64::MAX)),
-        Bind::OptInt(key_id.map(i64::from)),
+        Bind::OptInt(key_id),
         Bind::Text(&tags),
         Bind::Int(i64_of(version)),
         Bind::Int(created_at),
@@ -648,8 +703,12 @@ fn write_one(
         Bind::OptInt(expires_at),
         Bind::Int(access_count),
     ]));
-    if let Err(e) = upserted {
-        return Err(missing_parent(e, key, team));
+    match upserted {
+        Ok(1) => {}
+        Ok(n) => {
+            return Err(StoreError::Corrupt(format!("a write of {key} changed {n} rows, not one")));
+        }
+        Err(e) => return Err(missing_parent(e, key, team)),
     }
     let created = existing.is_none();
     let detail = serde_json::json!({ "created": created, "size": size });

@@ -10,7 +10,7 @@ use swarm_store::{
     StoreConfig, StoreError, Value,
 };
 
-use crate::fixtures::{Env, config, key, raw, swarm};
+use crate::fixtures::{Env, T0, config, key, raw, swarm};
 
 fn swarm_level() -> SetOptions {
     SetOptions::new().level(AclLevel::Swarm)
@@ -145,6 +145,88 @@ fn no_ttl_means_no_expiry_and_set_clears_a_ttl() {
         env.store.setex(&a, &k, Duration::ZERO, "z".into(), &SetOptions::new()),
         Err(StoreError::Invalid(_))
     ));
+}
+
+/// The stored columns of one record, as SQL sees them.
+type Columns = (Option<String>, Option<String>, i64, Option<i64>, Option<i64>, i64, i64);
+
+fn columns(path: &std::path::Path, k: &str) -> Columns {
+    raw(path)
+        .query_row(
+            "SELECT owner_id, team_id, acl_level, key_id, expires_at, created_at, version \
+             FROM memory WHERE key = ?1",
+            [k],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn an_overwrite_rewrites_what_changes_and_keeps_the_rest() {
+    // An overwrite of a live record names in its UPDATE only the indexed columns that
+    // change; every combination of team, key id and expiry changing must land.
+    let env = Env::new();
+    let crew = env.team("crew", "s1");
+    let a = env.agent("ann", "s1", &[&crew]);
+    let k = key("s1", "n", "k");
+    let owner = Some("ann".to_owned());
+    let v1 = env.store.set(&a, &k, "one".into(), &swarm_level()).unwrap().version;
+    assert_eq!(columns(env.path(), "k"), (owner.clone(), None, 3, None, None, T0, v1 as i64));
+
+    // Team, key id and expiry all change: a team record is encrypted, with a TTL.
+    env.clock.advance(1_000);
+    let team = SetOptions::new().level(AclLevel::Team).team(crew.clone());
+    let v2 = env.store.setex(&a, &k, Duration::from_secs(5), "two".into(), &team).unwrap().version;
+    let expiry = Some(T0 + 6_000);
+    let crew_id = Some("crew".to_owned());
+    assert_eq!(
+        columns(env.path(), "k"),
+        (owner.clone(), crew_id.clone(), 2, Some(1), expiry, T0, v2 as i64)
+    );
+
+    // Nothing indexed changes: a new TTL ending at the same instant, same scope.
+    let v3 =
+        env.store.setex(&a, &k, Duration::from_secs(5), "three".into(), &team).unwrap().version;
+    assert_eq!(
+        columns(env.path(), "k"),
+        (owner.clone(), crew_id.clone(), 2, Some(1), expiry, T0, v3 as i64)
+    );
+
+    // Only the expiry changes: a set without a TTL clears it.
+    let v4 = env.store.set(&a, &k, "four".into(), &SetOptions::new()).unwrap().version;
+    assert_eq!(
+        columns(env.path(), "k"),
+        (owner.clone(), crew_id.clone(), 2, Some(1), None, T0, v4 as i64)
+    );
+
+    // Team and key id change back; the owner and the creation time stay.
+    let v5 = env.store.set(&a, &k, "five".into(), &swarm_level()).unwrap().version;
+    assert_eq!(columns(env.path(), "k"), (owner.clone(), None, 3, None, None, T0, v5 as i64));
+    let r = env.store.get(&a, &k).unwrap().unwrap();
+    assert_eq!((r.value, r.meta.version), (Value::Text("five".into()), v5));
+
+    // A record that has expired but is not swept yet is replaced as a new one.
+    env.store.setex(&a, &k, Duration::from_secs(1), "six".into(), &swarm_level()).unwrap();
+    env.clock.advance(2_000);
+    let w = env.store.set(&a, &k, "seven".into(), &swarm_level()).unwrap();
+    assert!(w.created);
+    assert_eq!(
+        columns(env.path(), "k"),
+        (owner, None, 3, None, None, T0 + 3_000, w.version as i64)
+    );
+
+    // The indexes agree with the table.
+    let conn = raw(env.path());
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    let by_owner: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM memory INDEXED BY memory_by_owner WHERE owner_id = 'ann'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by_owner, 1);
 }
 
 #[test]
