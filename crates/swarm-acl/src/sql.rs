@@ -88,11 +88,12 @@ pub fn sql_predicate(
     // would make the statement's parameter count disagree with the values.
     let swarm_needed = (max >= AclLevel::Team && !teams.is_empty()) || max >= AclLevel::Swarm;
     let mut params = Vec::with_capacity(2 + teams.len());
-    params.push(SqlParam::Text(Arc::from(agent.id().as_str())));
+    // The ids' own shared texts: copying them showed in profiles of every read.
+    params.push(SqlParam::Text(Arc::clone(agent.id().shared())));
     if swarm_needed {
-        params.push(SqlParam::Text(Arc::from(agent.swarm().as_str())));
+        params.push(SqlParam::Text(Arc::clone(agent.swarm().shared())));
         if max >= AclLevel::Team {
-            params.extend(teams.iter().map(|t| SqlParam::Text(Arc::from(t.as_str()))));
+            params.extend(teams.iter().map(|t| SqlParam::Text(Arc::clone(t.shared()))));
         }
     }
     let sql = SHAPES.with(|cache| {

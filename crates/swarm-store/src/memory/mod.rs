@@ -313,15 +313,18 @@ impl Shared {
         vt: ValueType,
         envelope: &[u8],
     ) -> Result<Value> {
-        let aad = aad_for(key, scope, vt);
         // A level the policy encrypts must hold an encrypted envelope: a plain one there was
         // put by someone other than the store (or predates the policy, and `rotate-key`
         // encrypts it), and is refused rather than trusted.
         let codec_err = |source| StoreError::Codec { key: key.to_string(), source };
         let plain = if self.encrypts(scope.level) {
-            self.codec.decode_encrypted(envelope, &aad).map_err(codec_err)?
+            self.codec.decode_encrypted(envelope, &aad_for(key, scope, vt)).map_err(codec_err)?
+        } else if swarm_codec::inspect(envelope).is_ok_and(|h| !h.is_encrypted()) {
+            // A plain envelope has no tag to bind associated data to: building it for every
+            // public read showed in profiles.
+            self.codec.decode(envelope, &[]).map_err(codec_err)?
         } else {
-            self.codec.decode(envelope, &aad).map_err(codec_err)?
+            self.codec.decode(envelope, &aad_for(key, scope, vt)).map_err(codec_err)?
         };
         Value::from_bytes(vt, plain)
             .map_err(|e| StoreError::Corrupt(format!("value of {key}: {e}")))
