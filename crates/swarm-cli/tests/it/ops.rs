@@ -1,6 +1,6 @@
 //! `backup`, `restore`, `optimize`, `rotate-key`, `metrics`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::support::Env;
 
@@ -13,17 +13,23 @@ fn backup_while_another_process_writes_then_restore_and_read_back() {
     }
     env.run_as(&ann, &["set", "plan", "shared", "--level", "swarm"]).ok();
     let stop = AtomicBool::new(false);
+    let written = AtomicUsize::new(0);
     let (backup, writes) = std::thread::scope(|s| {
         let writer = s.spawn(|| {
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) && n < 200 {
                 env.run_as(&ann, &["set", &format!("live:{n}"), "during the backup"]).ok();
                 n += 1;
+                written.store(n, Ordering::SeqCst);
             }
             n
         });
-        // Let the writer get going, then back up twice while it writes.
-        std::thread::sleep(std::time::Duration::from_millis(150));
+        // Let the writer get going (however late it is scheduled), then back up twice
+        // while it writes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while written.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let online = env.run(&["backup", "b1.db", "--json"]).ok();
         let vacuum = env.run(&["backup", "b2.db", "--vacuum", "--json"]).ok();
         stop.store(true, Ordering::SeqCst);

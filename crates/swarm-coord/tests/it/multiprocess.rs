@@ -15,6 +15,9 @@ use crate::support::*;
 
 const ENTRY: &str = "multiprocess::child_entry";
 const START: Duration = Duration::from_secs(30);
+/// How long the parent waits for something that normally takes milliseconds. Waits return
+/// as soon as the condition holds, so a generous bound costs nothing when things go well.
+const WAIT: Duration = Duration::from_secs(15);
 
 /// The entry point of every child. Run as an ordinary test (no role set) it does nothing.
 #[test]
@@ -148,16 +151,18 @@ fn three_processes_exchange_messages_heartbeats_votes_and_liveness() {
     parent.join(Participant::new(AgentId::new("parent-agent").unwrap(), swarm.clone())).unwrap();
 
     // Presence: all three online, seen from the parent.
-    assert!(wait_until(Duration::from_secs(3), || {
+    assert!(wait_until(WAIT, || {
         let p = parent.participants(swarm).unwrap();
         p.len() == 3 && p.iter().all(|s| s.status == Presence::Online)
     }));
     // Heartbeats from both children.
-    let senders: std::collections::BTreeSet<String> =
-        collect_type(&beats, "heartbeat", HEARTBEAT * 4)
-            .iter()
-            .map(|e| e.sender().to_owned())
-            .collect();
+    let mut senders = std::collections::BTreeSet::<String>::new();
+    let deadline = Instant::now() + WAIT;
+    while !(senders.contains("child-1") && senders.contains("child-2")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(beat) = recv_type(&beats, "heartbeat", left) else { break };
+        senders.insert(beat.sender().to_owned());
+    }
     assert!(senders.contains("child-1") && senders.contains("child-2"), "{senders:?}");
 
     // Messages: a ping answered by each child.
@@ -169,7 +174,7 @@ fn three_processes_exchange_messages_heartbeats_votes_and_liveness() {
         )
         .unwrap();
     let mut from = Vec::new();
-    while let Some(p) = recv_type(&events, "pong", Duration::from_secs(3)) {
+    while let Some(p) = recv_type(&events, "pong", WAIT) {
         assert_eq!(p.message()["seq"], 7);
         from.push(p.sender().to_owned());
         if from.len() == 2 {
@@ -194,7 +199,7 @@ fn three_processes_exchange_messages_heartbeats_votes_and_liveness() {
         .unwrap();
     let mut decided_now = usize::from(mine.decided_now);
     for c in &mut children {
-        let line = c.wait_line("SWARM:voted", Duration::from_secs(5)).expect("child voted");
+        let line = c.wait_line("SWARM:voted", START).expect("child voted");
         assert!(line.contains("counted=true"), "{line}");
         decided_now += usize::from(line.contains("decided_now=true"));
     }
@@ -203,11 +208,12 @@ fn three_processes_exchange_messages_heartbeats_votes_and_liveness() {
     assert_eq!(state.outcome, Outcome::Achieved);
     assert_eq!((state.tally.votes_for, state.tally.votes_against), (3, 0));
     assert_eq!(state.tally.weight_for, 0.75 + 0.75 + 0.75);
-    let announced = collect_type(&decisions, "consensus_decided", Duration::from_millis(500));
-    assert_eq!(announced.len(), 1, "{announced:?}");
-    assert_eq!(announced[0].message()["tally"]["votesFor"], 3);
+    let announced = recv_type(&decisions, "consensus_decided", WAIT).expect("consensus_decided");
+    let more = collect_type(&decisions, "consensus_decided", Duration::from_millis(500));
+    assert!(more.is_empty(), "announced once: {announced:?} {more:?}");
+    assert_eq!(announced.message()["tally"]["votesFor"], 3);
     for c in &mut children {
-        assert!(c.wait_line("SWARM:decided", Duration::from_secs(2)).is_some());
+        assert!(c.wait_line("SWARM:decided", WAIT).is_some());
         assert!(
             c.wait_line("SWARM:decided", Duration::from_millis(300)).is_none(),
             "announced once"
@@ -220,10 +226,12 @@ fn three_processes_exchange_messages_heartbeats_votes_and_liveness() {
     children[0].kill();
     let killed = Instant::now();
     let bound = HEARTBEAT * 3 + CHECK;
-    let offline = recv_type(&coordination, "agent_offline", bound * 5)
+    let offline = recv_type(&coordination, "agent_offline", WAIT)
         .expect("agent_offline for the killed child");
     assert_eq!(offline.message()["agentId"], "child-1");
-    assert!(killed.elapsed() <= bound + HEARTBEAT * 3, "took {:?}", killed.elapsed());
+    // The bound counts from the child's last heartbeat, at most one interval before the kill.
+    let took = killed.elapsed();
+    assert!(took <= bound + HEARTBEAT + SCHEDULING_SLACK, "took {took:?}, bound {bound:?}");
     let more = collect_type(&coordination, "agent_offline", bound * 2);
     assert!(more.is_empty(), "one agent_offline per outage: {more:?}");
     let status: Vec<(String, Presence)> = parent
@@ -243,10 +251,10 @@ fn three_processes_exchange_messages_heartbeats_votes_and_liveness() {
             PublishOptions::new(),
         )
         .unwrap();
-    assert!(children[1].wait_line("SWARM:bye", Duration::from_secs(5)).is_some());
-    let left = recv_type(&coordination, "agent_left", Duration::from_secs(2)).expect("agent_left");
+    assert!(children[1].wait_line("SWARM:bye", START).is_some());
+    let left = recv_type(&coordination, "agent_left", WAIT).expect("agent_left");
     assert_eq!(left.message()["agentId"], "child-2");
-    assert!(children[1].wait(Duration::from_secs(5)).is_some_and(|s| s.success()));
+    assert!(children[1].wait(START).is_some_and(|s| s.success()));
 }
 
 #[test]
@@ -257,7 +265,7 @@ fn coordinators_leave_no_thread_behind() {
         child.wait_line("SWARM:threads", START).unwrap_or_else(|| panic!("{:?}", child.output()));
     let counts: Vec<usize> = line.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect();
     assert_eq!(counts[0], counts[1], "threads before and after: {line}");
-    assert!(child.wait(Duration::from_secs(5)).is_some_and(|s| s.success()));
+    assert!(child.wait(START).is_some_and(|s| s.success()));
 }
 
 fn scenarios_now() -> u64 {

@@ -13,8 +13,12 @@ use crate::support::*;
 fn an_outage_is_reported_fails_fast_and_heals_by_itself() {
     let mut server = PrivateRedis::start();
     let swarm = SwarmId::new("outage").unwrap();
+    // A command timeout long enough that "fails fast" below can be told apart from waiting
+    // for it, with room for a busy machine in between.
+    let command_timeout = Duration::from_secs(5);
     let connect = |node: &str| {
-        RedisCoordinator::connect(redis_config(&server.url()), config(&swarm, node)).unwrap()
+        let redis = redis_config(&server.url()).with_command_timeout(command_timeout);
+        RedisCoordinator::connect(redis, config(&swarm, node)).unwrap()
     };
     let (a, b) = (connect("a"), connect("b"));
     let events = Channel::new(&swarm, ChannelKind::Events);
@@ -22,7 +26,7 @@ fn an_outage_is_reported_fails_fast_and_heals_by_itself() {
     let watcher = b.subscribe(ChannelFilter::exact(&swarm, ChannelKind::Coordination)).unwrap();
     a.join(Participant::new(AgentId::new("survivor").unwrap(), swarm.clone())).unwrap();
     a.publish(&events, json!({"type": "before"}), PublishOptions::new()).unwrap();
-    assert!(recv_type(&sub, "before", Duration::from_secs(2)).is_some());
+    assert!(recv_type(&sub, "before", Duration::from_secs(10)).is_some());
 
     server.kill();
     assert!(
@@ -37,7 +41,8 @@ fn an_outage_is_reported_fails_fast_and_heals_by_itself() {
         let start = Instant::now();
         let err = a.publish(&events, json!({"type": "lost"}), PublishOptions::new()).unwrap_err();
         assert!(matches!(err, CoordError::Unavailable { .. }), "{err}");
-        assert!(start.elapsed() < Duration::from_millis(100), "took {:?}", start.elapsed());
+        let took = start.elapsed();
+        assert!(took < command_timeout / 5, "took {took:?}, as if waiting for the link");
     }
     std::thread::sleep(Duration::from_millis(300));
     assert!(!a.health().connected, "still reported down");

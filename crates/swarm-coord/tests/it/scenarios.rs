@@ -8,7 +8,9 @@ use swarm_coord::*;
 
 use crate::support::*;
 
-const WAIT: Duration = Duration::from_secs(3);
+/// How long a scenario waits for something that normally takes milliseconds. Waits return
+/// as soon as the condition holds, so a generous bound costs nothing when things go well.
+const WAIT: Duration = Duration::from_secs(15);
 
 /// Messages published on one node reach the other's exact and pattern subscriptions once
 /// each, with every field intact; a dropped subscription stops receiving.
@@ -102,12 +104,13 @@ pub(crate) fn liveness(
     crash();
     let stopped = Instant::now();
     let bound = HEARTBEAT * 3 + CHECK;
-    let offline = recv_type(&sub, "agent_offline", bound * 4).expect("agent_offline");
+    let offline = recv_type(&sub, "agent_offline", WAIT).expect("agent_offline");
     let took = stopped.elapsed();
     assert_eq!(offline.message()["agentId"], "worker-7");
     // The bound counts from the last heartbeat, which was at most one interval before the
-    // crash; allow one more interval of scheduling slack on a loaded machine.
-    assert!(took <= bound + HEARTBEAT * 2, "offline after {took:?}, bound {bound:?}");
+    // crash; a loaded machine may delay the check and the delivery on top of that.
+    let most = bound + HEARTBEAT + SCHEDULING_SLACK;
+    assert!(took <= most, "offline after {took:?}, bound {bound:?}");
     let again = collect_type(&sub, "agent_offline", bound * 2);
     assert!(again.is_empty(), "exactly one agent_offline per outage: {again:?}");
     let listed = b.participants(swarm).unwrap();
@@ -163,9 +166,10 @@ pub(crate) fn consensus_once(nodes: &[&dyn Coordinator], swarm: &SwarmId) {
     assert_eq!(decided.tally, final_state.tally);
     assert_eq!(decided.outcome, final_state.outcome);
     for sub in &subs {
-        let msgs = collect_type(sub, "consensus_decided", Duration::from_millis(500));
-        assert_eq!(msgs.len(), 1, "one consensus_decided per subscriber: {msgs:?}");
-        let m = msgs[0].message();
+        let first = recv_type(sub, "consensus_decided", WAIT).expect("consensus_decided");
+        let more = collect_type(sub, "consensus_decided", Duration::from_millis(500));
+        assert!(more.is_empty(), "one consensus_decided per subscriber: {first:?} {more:?}");
+        let m = first.message();
         assert_eq!(m["consensusId"], "deploy-42");
         assert_eq!(m["outcome"], final_state.outcome.as_str());
         assert_eq!(m["tally"]["votesFor"], final_state.tally.votes_for);
@@ -185,25 +189,28 @@ pub(crate) fn consensus_once(nodes: &[&dyn Coordinator], swarm: &SwarmId) {
 /// A round past its deadline: a vote then is not counted and expires it; announced once.
 pub(crate) fn deadline(a: &dyn Coordinator, b: &dyn Coordinator, swarm: &SwarmId) {
     let sub = b.subscribe(ChannelFilter::exact(swarm, ChannelKind::Consensus)).unwrap();
-    let spec = RoundSpec::new("short", swarm, Strategy::Majority, 0.5, 3, now_ms() + 300).unwrap();
+    // Both rounds end in two seconds: room for the calls that must come before the
+    // deadline even on a busy machine; then the test waits until the deadline has passed.
+    let deadline = now_ms() + 2_000;
+    let spec = RoundSpec::new("short", swarm, Strategy::Majority, 0.5, 3, deadline).unwrap();
+    let quiet = RoundSpec::new("quiet", swarm, Strategy::Unanimous, 1.0, 2, deadline).unwrap();
     let vote = |who: &str| Ballot::new(AgentId::new(who).unwrap(), true, 1.0).unwrap();
     assert!(a.vote(&spec, vote("a")).unwrap().counted);
     assert_eq!(b.round_state(&spec).unwrap().outcome, Outcome::Open);
-    std::thread::sleep(Duration::from_millis(400));
+    assert!(a.vote(&quiet, vote("a")).unwrap().counted);
+    wait_past(deadline);
     let late = b.vote(&spec, vote("b")).unwrap();
     assert_eq!((late.outcome, late.counted, late.decided_now), (Outcome::Expired, false, true));
     assert_eq!(late.tally.cast(), 1);
     let state = a.round_state(&spec).unwrap();
     assert_eq!((state.outcome, state.decided_now), (Outcome::Expired, false));
-    let msgs = collect_type(&sub, "consensus_decided", Duration::from_millis(300));
-    assert_eq!(msgs.len(), 1, "{msgs:?}");
-    assert_eq!(msgs[0].message()["outcome"], "expired");
+    let first = recv_type(&sub, "consensus_decided", WAIT).expect("consensus_decided");
+    assert_eq!(first.message()["consensusId"], "short");
+    assert_eq!(first.message()["outcome"], "expired");
+    let more = collect_type(&sub, "consensus_decided", Duration::from_millis(300));
+    assert!(more.is_empty(), "announced once: {first:?} {more:?}");
 
     // round_state alone expires a round nobody votes in after its deadline.
-    let quiet =
-        RoundSpec::new("quiet", swarm, Strategy::Unanimous, 1.0, 2, now_ms() + 100).unwrap();
-    assert!(a.vote(&quiet, vote("a")).unwrap().counted);
-    std::thread::sleep(Duration::from_millis(200));
     let s = b.round_state(&quiet).unwrap();
     assert_eq!((s.outcome, s.decided_now), (Outcome::Expired, true));
     assert!(!a.round_state(&quiet).unwrap().decided_now);
@@ -311,6 +318,18 @@ pub(crate) fn forged(target: &dyn Coordinator, raw: &dyn Fn(&str, &[u8]), swarm:
 
 pub(crate) fn now_ms() -> u64 {
     SystemClock.now_ms()
+}
+
+/// Sleeps until the wall clock (which both backends judge deadlines by) is past
+/// `deadline_ms`.
+fn wait_past(deadline_ms: u64) {
+    loop {
+        let now = now_ms();
+        if now > deadline_ms {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(deadline_ms - now + 1));
+    }
 }
 
 /// Publishes bytes on a channel as any Redis client could.

@@ -10,6 +10,11 @@ use swarm_testkit::{KeyScope, TestRedis};
 pub(crate) const HEARTBEAT: Duration = Duration::from_millis(100);
 pub(crate) const CHECK: Duration = Duration::from_millis(50);
 
+/// What a liveness bound may be exceeded by before a test calls it broken: the threads
+/// that send heartbeats, check them and deliver the report may each be held up for a
+/// while on a busy machine. Still far below what the default intervals would take (15 s).
+pub(crate) const SCHEDULING_SLACK: Duration = Duration::from_secs(2);
+
 /// The secret every test node shares (children of multi-process tests too).
 pub(crate) fn secret() -> SwarmSecret {
     SwarmSecret::from_bytes([0x42; 32])

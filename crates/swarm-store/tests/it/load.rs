@@ -73,13 +73,16 @@ fn child_process() {
         }
         "rotate" => {
             // Small batches, each announced once committed, slowly enough that the parent
-            // kills the process in the middle of the rotation.
+            // kills the process in the middle of the rotation. Well past the point where
+            // the parent kills it (10 done), the child waits for the kill instead of going
+            // on: a parent held up by a busy machine still finds the rotation unfinished.
             let mut out = std::io::stdout().lock();
             let r = store.rotate_keys(&Identity::System, 2, |p| {
                 use std::io::Write as _;
                 let _ = writeln!(out, "progress {}", p.done);
                 let _ = out.flush();
-                std::thread::sleep(Duration::from_millis(5));
+                let pause = if p.done >= 40 { 60_000 } else { 5 };
+                std::thread::sleep(Duration::from_millis(pause));
             });
             if let Err(e) = r {
                 fail(&format!("rotate: {e}"));

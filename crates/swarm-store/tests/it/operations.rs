@@ -1,7 +1,7 @@
 //! Backup, restore, optimize, key rotation and metrics.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use swarm_acl::{AclLevel, Identity};
 use swarm_codec::{Key, KeyId, Keyring};
@@ -19,8 +19,10 @@ fn a_backup_taken_under_write_load_restores_to_a_consistent_verifiable_database(
             .unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(0));
     let writer = {
         let (store, a, stop) = (env.store.clone(), a.clone(), Arc::clone(&stop));
+        let progress = Arc::clone(&progress);
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -34,11 +36,16 @@ fn a_backup_taken_under_write_load_restores_to_a_consistent_verifiable_database(
                     .unwrap();
                 store.incr(&a, &key("s1", "load", "counter"), 1, &SetOptions::new()).unwrap();
                 n += 1;
+                progress.store(n, Ordering::Relaxed);
             }
             n
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // The writer is under way before the backup starts, however late it was scheduled.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while progress.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let dest = env.path().with_file_name("backup.db");
     let mut seen = Vec::new();
     let report =
