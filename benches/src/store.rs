@@ -103,6 +103,9 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
     let value = fixture::value();
     let mut version = 1_i64;
     for round in 0..ROUNDS {
+        // The previous round's writes left a WAL behind, which every read would search:
+        // each round's reads start from the records in the B-tree, as the first round's do.
+        fixture::checkpoint(&env.store, &env.path)?;
         let seed = 0x5157_0000 + round as u64;
         let (mut r1, mut r2) = (Rng::new(seed), Rng::new(seed));
         let (ours, raw_m) = measure_pair(
@@ -140,45 +143,31 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
         );
         keep(&mut best[2], ours);
         keep(&mut best[3], raw_m);
-        let (mut r1, mut r2) = (Rng::new(seed), Rng::new(seed));
         let now = fixture::now_millis();
-        let (ours, raw_m) = measure_pair(
-            ("SET public 256 B", "raw autocommit upsert"),
-            &writes,
-            BLOCK,
-            || {
-                let k = &public[r1.below(RECORDS)];
-                env.store.set(&agent, k, value.clone(), &public_opts).map(|w| w.version).ok()
-            },
-            || {
-                version += 1;
-                let name = &names[r2.below(RECORDS)];
-                let owner = agent_id.as_str();
-                fixture::raw_write(&raw, RAW_UPSERT, "raw", name, owner, &envelope, version, now)
-                    .ok()
-            },
-        );
-        keep(&mut best[4], ours);
-        keep(&mut best[5], raw_m);
-        let (mut r1, mut r2) = (Rng::new(seed), Rng::new(seed));
-        let (ours, raw_m) = measure_pair(
-            ("SET public 256 B", "raw autocommit in-place update"),
-            &writes,
-            BLOCK,
-            || {
-                let k = &public[r1.below(RECORDS)];
-                env.store.set(&agent, k, value.clone(), &public_opts).map(|w| w.version).ok()
-            },
-            || {
-                version += 1;
-                let name = &names[r2.below(RECORDS)];
-                let owner = agent_id.as_str();
-                fixture::raw_write(&raw, RAW_UPDATE, "raw", name, owner, &envelope, version, now)
-                    .ok()
-            },
-        );
-        keep(&mut best[8], ours);
-        keep(&mut best[9], raw_m);
+        // SET against the goal's baseline, then against the cheapest raw overwrite.
+        for (sql, baseline, slot) in [
+            (RAW_UPSERT, "raw autocommit upsert", 4),
+            (RAW_UPDATE, "raw autocommit in-place update", 8),
+        ] {
+            let (mut r1, mut r2) = (Rng::new(seed), Rng::new(seed));
+            let (ours, raw_m) = measure_pair(
+                ("SET public 256 B", baseline),
+                &writes,
+                BLOCK,
+                || {
+                    let k = &public[r1.below(RECORDS)];
+                    env.store.set(&agent, k, value.clone(), &public_opts).map(|w| w.version).ok()
+                },
+                || {
+                    version += 1;
+                    let name = &names[r2.below(RECORDS)];
+                    let owner = agent_id.as_str();
+                    fixture::raw_write(&raw, sql, "raw", name, owner, &envelope, version, now).ok()
+                },
+            );
+            keep(&mut best[slot], ours);
+            keep(&mut best[slot + 1], raw_m);
+        }
     }
     let [
         Some(get_pub),
