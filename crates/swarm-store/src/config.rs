@@ -70,6 +70,11 @@ impl Default for Limits {
     }
 }
 
+/// The default memory-mapped I/O size: SQLite's 64-bit maximum (`SQLITE_MAX_MMAP_SIZE`,
+/// 2 GiB less 64 KiB), so that reads of a database up to that size come straight from the
+/// OS page cache instead of a `pread` and a copy per page (docs/DECISIONS.md).
+pub const DEFAULT_MMAP_SIZE: u64 = 0x7fff_0000;
+
 /// Everything a store needs to open. Built from [`StoreConfig::file`] or
 /// [`StoreConfig::memory`] and refined with the `with_*` methods.
 #[derive(Clone, Debug)]
@@ -123,7 +128,7 @@ impl StoreConfig {
             durability: Durability::Normal,
             busy_timeout: Duration::from_secs(5),
             cache_size_kib: 64 * 1024,
-            mmap_size: 256 * 1024 * 1024,
+            mmap_size: DEFAULT_MMAP_SIZE,
             readers: 4,
             clock: Arc::new(SystemClock),
             keyring: None,
@@ -163,8 +168,9 @@ impl StoreConfig {
         self
     }
 
-    /// Requested memory-mapped I/O size in bytes (default 256 MiB). SQLite clamps it to
-    /// its compile-time maximum; the store reports the effective value.
+    /// Requested memory-mapped I/O size in bytes (default [`DEFAULT_MMAP_SIZE`], just under
+    /// 2 GiB). SQLite clamps it to its compile-time maximum; the store reports the effective
+    /// value.
     pub fn with_mmap_size(mut self, bytes: u64) -> Self {
         self.mmap_size = bytes;
         self

@@ -72,6 +72,9 @@ fn pragmas_are_applied_and_read_back() {
     assert!(p.foreign_keys);
     assert_eq!(p.busy_timeout_ms, 5000);
     assert_eq!(p.cache_size, -65536);
+    // The default asks for exactly SQLite's maximum, so nothing is clamped.
+    assert_eq!(p.mmap_size_requested, swarm_store::DEFAULT_MMAP_SIZE);
+    assert_eq!(p.mmap_size_effective, swarm_store::DEFAULT_MMAP_SIZE);
     // The request is honoured only up to SQLite's compile-time maximum; what we report
     // is what SQLite says, not what we asked.
     let dir = tempfile::tempdir().unwrap();
