@@ -83,7 +83,8 @@ impl Channel {
         let (swarm, kind) = rest.rsplit_once(':').ok_or_else(bad)?;
         let kind = ChannelKind::from_name(kind).ok_or_else(bad)?;
         let swarm = SwarmId::new(swarm).map_err(|_| bad())?;
-        Ok(Self::new(&swarm, kind))
+        // `name` is exactly what `new` would format: the prefix, the swarm, `:`, the kind.
+        Ok(Self { swarm, kind, name: Arc::from(name) })
     }
 
     /// The swarm.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use swarm_acl::SwarmId;
 
@@ -198,14 +198,19 @@ impl Envelope {
     /// (object keys sorted by code point, no whitespace, strings escaped as JSON requires
     /// and nothing else escaped).
     pub fn canonical_string(&self) -> String {
-        let mut s = String::with_capacity(128);
-        let ttl = self.ttl_ms.map(|t| t.to_string()).unwrap_or_default();
+        let mut s = String::with_capacity(256);
+        for field in
+            [CANONICAL_PREFIX, &self.id, self.swarm.as_str(), &self.sender, self.channel.name()]
+        {
+            s.push_str(field);
+            s.push('\n');
+        }
         // Writing into a String cannot fail.
-        let _ = write!(
-            s,
-            "{CANONICAL_PREFIX}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
-            self.id, self.swarm, self.sender, self.channel, self.timestamp_ms, self.priority, ttl
-        );
+        let _ = write!(s, "{}\n{}\n", self.timestamp_ms, self.priority);
+        if let Some(ttl) = self.ttl_ms {
+            let _ = write!(s, "{ttl}");
+        }
+        s.push('\n');
         canonical_json(&self.message, &mut s);
         s
     }
@@ -213,7 +218,7 @@ impl Envelope {
     /// The MAC as 64 lowercase hex characters, under the swarm's signing secret.
     pub fn mac_hex(&self, keys: &SwarmKeys) -> Result<String> {
         let secret = keys.signing(&self.swarm)?;
-        Ok(hex::encode(secret.sign(self.canonical_string().as_bytes())))
+        Ok(lower_hex(&secret.sign(self.canonical_string().as_bytes())))
     }
 
     /// The signed JSON text, as published. Fails with [`CoordError::TooLarge`] when longer
@@ -237,6 +242,24 @@ impl Envelope {
         }
         Ok(bytes)
     }
+}
+
+/// A received message's fields, as [`parse`] reads them (unknown members are ignored).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireIn {
+    id: String,
+    swarm_id: String,
+    sender_id: String,
+    channel: String,
+    message: Value,
+    timestamp: u64,
+    priority: u64,
+    #[serde(default)]
+    ttl: Option<u64>,
+    /// Kept as any value: one that is not a string is a bad signature, not malformed.
+    #[serde(default)]
+    hmac: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -308,30 +331,29 @@ fn parse(
     if bytes.len() > limits.max_message_bytes {
         return Err(DropReason::Oversized);
     }
-    // serde_json refuses nesting deeper than 128 levels, so no input can exhaust the stack.
-    let Value::Object(mut obj) = serde_json::from_slice::<Value>(bytes).map_err(|_| Malformed)?
-    else {
+    // The fields are read straight into their types: a map of every field first, then
+    // taken apart, showed in profiles of every message. A struct would also accept a JSON
+    // array of the fields in order, which is not the format: only an object is.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
         return Err(Malformed);
-    };
-    let mut text = |name: &str| match obj.remove(name) {
-        Some(Value::String(s)) => Ok(s),
-        _ => Err(Malformed),
-    };
-    let id = text("id")?;
-    let swarm = text("swarmId")?;
-    let sender = text("senderId")?;
-    let channel = text("channel")?;
-    let hmac = match obj.remove("hmac") {
+    }
+    // serde_json refuses nesting deeper than 128 levels, so no input can exhaust the stack;
+    // a member given twice is refused too.
+    let WireIn {
+        id,
+        swarm_id: swarm,
+        sender_id: sender,
+        channel,
+        message,
+        timestamp,
+        priority,
+        ttl,
+        hmac,
+    } = serde_json::from_slice(bytes).map_err(|_| Malformed)?;
+    let hmac = match hmac {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(DropReason::BadSignature),
-    };
-    let message = obj.remove("message").ok_or(Malformed)?;
-    let timestamp = obj.get("timestamp").and_then(Value::as_u64).ok_or(Malformed)?;
-    let priority = obj.get("priority").and_then(Value::as_u64).ok_or(Malformed)?;
-    let ttl = match obj.get("ttl") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or(Malformed)?),
     };
     if !valid_id(&id) || !valid_id(&sender) || channel != arrived_on {
         return Err(Malformed);
@@ -370,7 +392,20 @@ pub(crate) fn valid_id(s: &str) -> bool {
 pub(crate) fn new_id() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|_| CoordError::Random)?;
-    Ok(hex::encode(bytes))
+    Ok(lower_hex(&bytes))
+}
+
+/// Lowercase hex, as `hex::encode` writes it, without its character-by-character
+/// collecting (it showed in profiles of every message, twice).
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: [char; 16] =
+        ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f'];
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    out
 }
 
 /// Canonical JSON: object keys sorted by code point (byte order of their UTF-8, which is the
@@ -417,21 +452,30 @@ pub(crate) fn canonical_json(v: &Value, out: &mut String) {
 /// Python's `json.dumps(..., ensure_ascii=False)` writes.
 fn push_json_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    // Runs of characters that need no escape are copied whole. Every escaped character
+    // is ASCII, so each byte index where one starts is a character boundary.
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
         }
+        run = i + 1;
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -573,6 +617,28 @@ sys.stdout.buffer.write(sign(mine, secret))
         let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
             ("not json", b"{nope".to_vec(), Malformed),
             ("not an object", b"[1,2]".to_vec(), Malformed),
+            (
+                // The fields in order, as an array: what a struct reader would also take.
+                "fields as an array",
+                {
+                    let v: Value = serde_json::from_slice(&wire_with(|_| {})).unwrap();
+                    let o = v.as_object().unwrap();
+                    let order = ["id", "swarmId", "senderId", "channel", "message"];
+                    let mut items: Vec<Value> = order.iter().map(|k| o[*k].clone()).collect();
+                    items.extend(["timestamp", "priority", "ttl", "hmac"].map(|k| o[k].clone()));
+                    serde_json::to_vec(&items).unwrap()
+                },
+                Malformed,
+            ),
+            (
+                "a member twice",
+                {
+                    let text = String::from_utf8(wire_with(|_| {})).unwrap();
+                    text.replacen('{', "{\"priority\":9,", 1).into_bytes()
+                },
+                Malformed,
+            ),
+            ("numeric hmac", wire_with(|m| drop(m.insert("hmac".into(), json!(7)))), BadSignature),
             ("no hmac", wire_with(|m| drop(m.remove("hmac"))), Unsigned),
             ("null hmac", wire_with(|m| drop(m.insert("hmac".into(), Value::Null))), Unsigned),
             (
