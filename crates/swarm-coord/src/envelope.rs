@@ -244,9 +244,10 @@ impl Envelope {
     }
 }
 
-/// A received message's fields, as [`parse`] reads them (unknown members are ignored).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A received message's fields, as [`parse`] reads them: from a JSON object only, each
+/// member at most once. Members the format does not name are parsed in full and dropped,
+/// so they are held to the same JSON rules as the rest (depth, UTF-8, surrogates, number
+/// range); skipping them unparsed would accept text that is not JSON.
 struct WireIn {
     id: String,
     swarm_id: String,
@@ -255,11 +256,107 @@ struct WireIn {
     message: Value,
     timestamp: u64,
     priority: u64,
-    #[serde(default)]
     ttl: Option<u64>,
     /// Kept as any value: one that is not a string is a bad signature, not malformed.
-    #[serde(default)]
     hmac: Option<Value>,
+}
+
+/// The member names of [`WireIn`], and any other.
+enum Member {
+    Id,
+    SwarmId,
+    SenderId,
+    Channel,
+    Message,
+    Timestamp,
+    Priority,
+    Ttl,
+    Hmac,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Names;
+        impl serde::de::Visitor<'_> for Names {
+            type Value = Member;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> std::result::Result<Member, E> {
+                Ok(match name {
+                    "id" => Member::Id,
+                    "swarmId" => Member::SwarmId,
+                    "senderId" => Member::SenderId,
+                    "channel" => Member::Channel,
+                    "message" => Member::Message,
+                    "timestamp" => Member::Timestamp,
+                    "priority" => Member::Priority,
+                    "ttl" => Member::Ttl,
+                    "hmac" => Member::Hmac,
+                    _ => Member::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(Names)
+    }
+}
+
+impl<'de> Deserialize<'de> for WireIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, Visitor};
+        type DeResult<T, E> = std::result::Result<T, E>;
+        /// Fills `slot` once; a second value is a duplicate member.
+        fn once<T, E: Error>(
+            slot: &mut Option<T>,
+            value: T,
+            name: &'static str,
+        ) -> DeResult<(), E> {
+            match slot.replace(value) {
+                None => Ok(()),
+                Some(_) => Err(E::duplicate_field(name)),
+            }
+        }
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = WireIn;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an envelope object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> DeResult<WireIn, A::Error> {
+                let (mut id, mut swarm_id, mut sender_id, mut channel) = (None, None, None, None);
+                let (mut message, mut timestamp, mut priority) = (None, None, None);
+                let (mut ttl, mut hmac) = (None::<Option<u64>>, None);
+                while let Some(member) = map.next_key::<Member>()? {
+                    match member {
+                        Member::Id => once(&mut id, map.next_value()?, "id")?,
+                        Member::SwarmId => once(&mut swarm_id, map.next_value()?, "swarmId")?,
+                        Member::SenderId => once(&mut sender_id, map.next_value()?, "senderId")?,
+                        Member::Channel => once(&mut channel, map.next_value()?, "channel")?,
+                        Member::Message => once(&mut message, map.next_value()?, "message")?,
+                        Member::Timestamp => once(&mut timestamp, map.next_value()?, "timestamp")?,
+                        Member::Priority => once(&mut priority, map.next_value()?, "priority")?,
+                        Member::Ttl => once(&mut ttl, map.next_value()?, "ttl")?,
+                        Member::Hmac => once(&mut hmac, map.next_value::<Value>()?, "hmac")?,
+                        Member::Other => drop(map.next_value::<Value>()?),
+                    }
+                }
+                Ok(WireIn {
+                    id: id.ok_or_else(|| Error::missing_field("id"))?,
+                    swarm_id: swarm_id.ok_or_else(|| Error::missing_field("swarmId"))?,
+                    sender_id: sender_id.ok_or_else(|| Error::missing_field("senderId"))?,
+                    channel: channel.ok_or_else(|| Error::missing_field("channel"))?,
+                    message: message.ok_or_else(|| Error::missing_field("message"))?,
+                    timestamp: timestamp.ok_or_else(|| Error::missing_field("timestamp"))?,
+                    priority: priority.ok_or_else(|| Error::missing_field("priority"))?,
+                    ttl: ttl.flatten(),
+                    hmac,
+                })
+            }
+        }
+        // A map only: serde_json refuses an array here, which a derived struct would take.
+        d.deserialize_map(Object)
+    }
 }
 
 #[derive(Serialize)]
@@ -331,14 +428,10 @@ fn parse(
     if bytes.len() > limits.max_message_bytes {
         return Err(DropReason::Oversized);
     }
-    // The fields are read straight into their types: a map of every field first, then
-    // taken apart, showed in profiles of every message. A struct would also accept a JSON
-    // array of the fields in order, which is not the format: only an object is.
-    if bytes.trim_ascii_start().first() != Some(&b'{') {
-        return Err(Malformed);
-    }
-    // serde_json refuses nesting deeper than 128 levels, so no input can exhaust the stack;
-    // a member given twice is refused too.
+    // The fields are read straight into their types (a map of every field first, then
+    // taken apart, showed in profiles of every message). serde_json refuses nesting deeper
+    // than 128 levels, so no input can exhaust the stack; `WireIn` refuses anything but an
+    // object and a member given twice.
     let WireIn {
         id,
         swarm_id: swarm,
@@ -604,6 +697,12 @@ sys.stdout.buffer.write(sign(mine, secret))
         serde_json::to_vec(&v).unwrap()
     }
 
+    /// The example's signed wire text with an extra member `"extra": <json>` first.
+    fn with_unknown(json: &str) -> Vec<u8> {
+        let text = String::from_utf8(wire_with(|_| {})).unwrap();
+        text.replacen('{', &format!("{{\"extra\":{json},"), 1).into_bytes()
+    }
+
     #[test]
     fn every_bad_message_has_its_reason() {
         use DropReason::*;
@@ -639,6 +738,25 @@ sys.stdout.buffer.write(sign(mine, secret))
                 Malformed,
             ),
             ("numeric hmac", wire_with(|m| drop(m.insert("hmac".into(), json!(7)))), BadSignature),
+            // A member the format does not name is still held to the JSON rules.
+            (
+                "unknown member 200 deep",
+                with_unknown(&format!("{}{}", "[".repeat(200), "]".repeat(200))),
+                Malformed,
+            ),
+            ("unknown member lone surrogate", with_unknown(r#""\ud800""#), Malformed),
+            ("unknown member out of range", with_unknown("1e400"), Malformed),
+            (
+                "unknown member not UTF-8",
+                {
+                    let mut b = with_unknown(r#""ab""#);
+                    let at = b.windows(4).position(|w| w == br#""ab""#).unwrap() + 1;
+                    b[at] = 0xff;
+                    b[at + 1] = 0xfe;
+                    b
+                },
+                Malformed,
+            ),
             ("no hmac", wire_with(|m| drop(m.remove("hmac"))), Unsigned),
             ("null hmac", wire_with(|m| drop(m.insert("hmac".into(), Value::Null))), Unsigned),
             (
@@ -718,8 +836,10 @@ sys.stdout.buffer.write(sign(mine, secret))
         for (name, bytes, reason) in cases {
             assert_eq!(decode(&bytes).map(|e| e.id().to_owned()), Err(reason), "{name}");
         }
-        // The unedited message, and one re-signed after an edit, pass.
+        // The unedited message, one with a well-formed member the format does not name,
+        // and one re-signed after an edit, pass.
         assert!(decode(&wire_with(|_| {})).is_ok());
+        assert!(decode(&with_unknown(r#"{"future": [1, "two", null]}"#)).is_ok());
         assert!(
             decode(&wire_with(|m| {
                 m.insert("priority".into(), json!(9));
