@@ -319,12 +319,8 @@ impl Shared {
         let codec_err = |source| StoreError::Codec { key: key.to_string(), source };
         let plain = if self.encrypts(scope.level) {
             self.codec.decode_encrypted(envelope, &aad_for(key, scope, vt)).map_err(codec_err)?
-        } else if swarm_codec::inspect(envelope).is_ok_and(|h| !h.is_encrypted()) {
-            // A plain envelope has no tag to bind associated data to: building it for every
-            // public read showed in profiles.
-            self.codec.decode(envelope, &[]).map_err(codec_err)?
         } else {
-            self.codec.decode(envelope, &aad_for(key, scope, vt)).map_err(codec_err)?
+            self.codec.decode_with(envelope, || aad_for(key, scope, vt)).map_err(codec_err)?
         };
         Value::from_bytes(vt, plain)
             .map_err(|e| StoreError::Corrupt(format!("value of {key}: {e}")))
