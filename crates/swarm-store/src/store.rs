@@ -6,7 +6,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension};
 use swarm_acl::{
     AclCache, AclLevel, Action, AgentId, Identity, Principal, ResourceType, Timestamp,
@@ -44,7 +43,7 @@ pub(crate) struct Shared {
     pub(crate) target: Target,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) codec: Codec,
-    pub(crate) pool: r2d2::Pool<SqliteConnectionManager>,
+    pub(crate) pool: crate::conn::ReadPool,
     pub(crate) writer: Writer,
     pub(crate) principals: AclCache<AgentId, Principal>,
     pub(crate) pragmas: PragmaReport,
@@ -128,6 +127,7 @@ impl Store {
             .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(30))
             .build_unchecked(target.reader_manager(&config));
+        let pool = crate::conn::ReadPool::new(pool);
         // Open one reader now so a misconfiguration fails here rather than on first read.
         drop(
             target.open_reader(&config).map_err(|e| OpenError::Sqlite {

@@ -23,13 +23,14 @@ type Hasher = foldhash::fast::RandomState;
 /// Pending read counts: record -> (reads, last read at).
 pub(crate) type Counts = HashMap<RecordKey, (u64, i64), Hasher>;
 
-/// A 128-bit fingerprint of a record key under two random seeds. The pending tables are
-/// keyed by it, so a probe compares two words held in the table instead of following three
-/// shared strings (cache misses that showed in profiles of GET). foldhash is fast, not a
-/// keyed pseudo-random function, so keys chosen to collide cannot be ruled out: the key is
-/// compared on every hit, and a different key under the same fingerprint is counted in a
-/// small side table instead.
-type Fingerprint = u128;
+/// A 64-bit fingerprint of a record key under a random seed. The pending tables are keyed
+/// by it, so a probe compares one word held in the table instead of following three shared
+/// strings (cache misses that showed in profiles of GET). foldhash is fast, not a keyed
+/// pseudo-random function, so keys chosen to collide cannot be ruled out, and 64 bits can
+/// collide by chance: the key is compared on every hit, and a different key under the same
+/// fingerprint is counted in a small side table instead. One hash per read (a second seed
+/// for 128 bits also showed in profiles of GET) is therefore enough.
+type Fingerprint = u64;
 
 /// One record's pending reads.
 struct Pending {
@@ -48,8 +49,8 @@ struct Shard {
 #[derive(Default)]
 pub(crate) struct AccessTracker {
     shards: [Mutex<Shard>; SHARDS],
-    /// The two seeds of the fingerprint.
-    seeds: (Hasher, Hasher),
+    /// The seed of the fingerprint.
+    seed: Hasher,
 }
 
 fn bump(reads: &mut u64, last: &mut i64, n: u64, at: i64) {
@@ -59,7 +60,7 @@ fn bump(reads: &mut u64, last: &mut i64, n: u64, at: i64) {
 
 impl AccessTracker {
     fn fingerprint(&self, key: &RecordKey) -> Fingerprint {
-        (u128::from(self.seeds.0.hash_one(key)) << 64) | u128::from(self.seeds.1.hash_one(key))
+        self.seed.hash_one(key)
     }
 
     fn add(&self, key: &RecordKey, reads: u64, last: i64) {
@@ -68,7 +69,7 @@ impl AccessTracker {
 
     fn add_at(&self, fp: Fingerprint, key: &RecordKey, reads: u64, last: i64) {
         // The top bits pick the shard: the table inside hashes the whole fingerprint again.
-        let mut shard = self.shards[(fp >> 124) as usize % SHARDS].lock();
+        let mut shard = self.shards[(fp >> 60) as usize % SHARDS].lock();
         let Shard { by_fingerprint, collided } = &mut *shard;
         match by_fingerprint.get_mut(&fp) {
             Some(p) if p.key == *key => bump(&mut p.reads, &mut p.last, reads, last),
@@ -167,7 +168,7 @@ mod tests {
     #[test]
     fn keys_sharing_a_fingerprint_keep_their_own_counts() {
         let t = AccessTracker::default();
-        let fp = 0xfeed_u128 << 64;
+        let fp = 0xfeed_u64 << 32;
         t.add_at(fp, &key("a"), 1, 10);
         t.add_at(fp, &key("b"), 1, 20);
         t.add_at(fp, &key("b"), 2, 15);
