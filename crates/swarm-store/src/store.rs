@@ -23,6 +23,11 @@ use crate::retry::RetryPolicy;
 use crate::txn::WriteCtx;
 use crate::writer::Writer;
 
+/// Most records one write of read counts updates. A flush after many distinct reads runs
+/// as several short transactions, so a write queued behind it waits for one of them, not
+/// for all: one transaction for 20,000 records held every writer for 300 ms.
+const ACCESS_CHUNK: usize = 256;
+
 /// A swarm-memory database: one writer path with group commit, a pool of read
 /// connections, and the background sweeper. Cheap to clone; every clone is the same
 /// store. Dropping the last clone stops the background work; [`Store::shutdown`] does so
@@ -438,24 +443,28 @@ impl Shared {
         self.writer.run(|_| Ok(()))
     }
 
-    /// Adds the read counts gathered since the last flush to their records.
+    /// Adds the read counts gathered since the last flush to their records, in
+    /// transactions of at most [`ACCESS_CHUNK`] records each.
     pub(crate) fn flush_access(&self) -> Result<()> {
-        let counts = self.access.take();
-        if counts.is_empty() {
-            return Ok(());
+        let mut rest: Vec<_> = self.access.take().into_iter().collect();
+        // In key order, which is the table's: each chunk is then a run of neighbouring
+        // records, a few pages, rather than one page per record scattered over the table.
+        rest.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        while !rest.is_empty() {
+            let chunk = Arc::new(rest.split_off(rest.len().saturating_sub(ACCESS_CHUNK)));
+            let job = Arc::clone(&chunk);
+            let written = self.writer.run(move |ctx| {
+                crate::memory::apply_access_counts(ctx.conn(), &job).map_err(StoreError::from)
+            });
+            // Put back only once the write has finally failed: the writer may run a job
+            // more than once (a retry after a busy database), and restoring inside it
+            // counted the reads twice when a later attempt succeeded.
+            if let Err(e) = written {
+                self.access.restore(Arc::unwrap_or_clone(chunk).into_iter().chain(rest));
+                return Err(e);
+            }
         }
-        // Put back only once the write has finally failed: the writer may run a job more
-        // than once (a retry after a busy database), and restoring inside it counted the
-        // reads twice when a later attempt succeeded.
-        let pending = Arc::new(counts);
-        let job = Arc::clone(&pending);
-        let written = self.writer.run(move |ctx| {
-            crate::memory::apply_access_counts(ctx.conn(), &job).map_err(StoreError::from)
-        });
-        if written.is_err() {
-            self.access.restore(Arc::unwrap_or_clone(pending));
-        }
-        written
+        Ok(())
     }
 
     pub(crate) fn stop_background(&self) {

@@ -106,7 +106,7 @@ impl AccessTracker {
     }
 
     /// Puts counts back after a failed flush, adding to anything counted since.
-    pub(crate) fn restore(&self, counts: Counts) {
+    pub(crate) fn restore(&self, counts: impl IntoIterator<Item = (RecordKey, (u64, i64))>) {
         for (k, (n, at)) in counts {
             self.add(&k, n, at);
         }
@@ -118,7 +118,10 @@ const APPLY: &str = "UPDATE memory SET access_count = access_count + ?4, \
     WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3";
 
 /// Adds the counts to their records (records deleted meanwhile are skipped).
-pub(crate) fn apply_access_counts(conn: &Connection, counts: &Counts) -> rusqlite::Result<()> {
+pub(crate) fn apply_access_counts(
+    conn: &Connection,
+    counts: &[(RecordKey, (u64, i64))],
+) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(APPLY)?;
     for (k, (n, at)) in counts {
         stmt.execute(rusqlite::params![

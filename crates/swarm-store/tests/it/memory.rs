@@ -537,6 +537,37 @@ fn a_wrong_key_is_a_clear_error_and_the_right_key_reads_everything_back() {
 }
 
 #[test]
+fn read_counts_are_written_back_once_each_in_short_transactions() {
+    let mut env = Env::new();
+    let a = env.agent("ann", "s1", &[]);
+    // More records than one write of read counts takes (256), so the flush needs several.
+    let keys: Vec<_> = (0..600).map(|i| key("s1", "n", &format!("k{i:04}"))).collect();
+    let items = keys.iter().map(|k| (k.clone(), Value::Integer(1))).collect();
+    env.store.mset(&a, items, &SetOptions::new()).unwrap();
+    for k in &keys {
+        assert_eq!(env.store.get(&a, k).unwrap().unwrap().meta.access_count, 0);
+    }
+    env.store.get(&a, &keys[7]).unwrap().unwrap();
+    env.store.get(&a, &keys[7]).unwrap().unwrap();
+    let jobs = env.store.metrics().write_jobs;
+    env.store.shutdown().unwrap();
+    let flushed = env.store.metrics().write_jobs - jobs;
+    assert!(flushed >= 3, "600 records' counts written in {flushed} write jobs");
+    env.store = Store::open(config(&env.path, &env.clock)).unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        let want = if i == 7 { 3 } else { 1 };
+        assert_eq!(env.store.get(&a, k).unwrap().unwrap().meta.access_count, want, "{k}");
+    }
+    // Those reads are counted too, once each, and nothing is counted twice.
+    env.store.shutdown().unwrap();
+    env.store = Store::open(config(&env.path, &env.clock)).unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        let want = if i == 7 { 4 } else { 2 };
+        assert_eq!(env.store.get(&a, k).unwrap().unwrap().meta.access_count, want, "{k}");
+    }
+}
+
+#[test]
 fn large_values_are_compressed_and_round_trip() {
     let env = Env::new();
     let a = env.agent("ann", "s1", &[]);
