@@ -35,15 +35,26 @@ impl Scope {
 
     /// Parses stored columns.
     pub(crate) fn parse(owner: Option<&str>, team: Option<&str>, level: i64) -> Result<Self> {
-        let bad = |what: &str, e: &dyn std::fmt::Display| {
-            StoreError::Corrupt(format!("stored {what}: {e}"))
-        };
+        let owner = owner.map(AgentId::new).transpose().map_err(|e| corrupt("owner", &e))?;
+        Self::with_owner(owner, team, level)
+    }
+
+    /// Parses the stored team and level of a record whose owner is known already.
+    pub(crate) fn with_owner(
+        owner: Option<AgentId>,
+        team: Option<&str>,
+        level: i64,
+    ) -> Result<Self> {
         Ok(Scope {
-            owner: owner.map(AgentId::new).transpose().map_err(|e| bad("owner", &e))?,
-            team: team.map(TeamId::new).transpose().map_err(|e| bad("team", &e))?,
-            level: AclLevel::from_i64(level).map_err(|e| bad("level", &e))?,
+            owner,
+            team: team.map(TeamId::new).transpose().map_err(|e| corrupt("team", &e))?,
+            level: AclLevel::from_i64(level).map_err(|e| corrupt("level", &e))?,
         })
     }
+}
+
+fn corrupt(what: &str, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("stored {what}: {e}"))
 }
 
 /// The scope a new domain record gets: owned by its creator, at `level` (or `default`),

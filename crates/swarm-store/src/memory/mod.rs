@@ -15,6 +15,7 @@ mod types;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use swarm_acl::{
     AclLevel, Action, AgentId, Identity, Principal, ResourceType, SqlColumns, SqlPredicate,
@@ -63,8 +64,10 @@ const CHANGE_COLS: SqlColumns<'static> = SqlColumns {
     team: "c.team_id",
 };
 
-/// The record columns every read selects, in [`RawRow`] order.
-const RECORD_COLUMNS: &str = "m.owner_id, m.team_id, m.acl_level, m.value_type, m.value, m.size, m.key_id, \
+/// The record columns every read selects, in [`RawRow`] order. The size and whether the
+/// value is encrypted are not read: the opened value tells both (each column costs every
+/// read a step in SQLite and a conversion in rusqlite).
+const RECORD_COLUMNS: &str = "m.owner_id, m.team_id, m.acl_level, m.value_type, m.value, \
     m.tags, m.version, m.created_at, m.updated_at, m.expires_at, m.access_count";
 
 /// A memoised statement: predicate address, statement kind, the predicate (kept alive),
@@ -176,17 +179,33 @@ fn key_binds<'a>(key: &'a RecordKey, now: Timestamp) -> Vec<Bind<'a>> {
     binds
 }
 
+/// The owner column as read.
+enum StoredOwner {
+    Nobody,
+    /// The reading agent itself, whose id is shared rather than copied and checked again:
+    /// an agent reading its own records is the common case.
+    Reader(AgentId),
+    /// Anyone else, checked when the row is decoded.
+    Other(String),
+}
+
+/// The agent reading, if an agent is.
+fn reader(who: &Identity) -> Option<&AgentId> {
+    match who {
+        Identity::Agent(id) => Some(id),
+        Identity::System => None,
+    }
+}
+
 /// A record row as read, before its value is opened.
 struct RawRow {
-    owner: Option<String>,
+    owner: StoredOwner,
     team: Option<String>,
     level: i64,
     /// The value type, or the stored text that names none (reported as corruption by
     /// [`Shared::decode_row`]).
     value_type: std::result::Result<ValueType, String>,
     value: Vec<u8>,
-    size: i64,
-    key_id: Option<i64>,
     /// The stored tags column; `None` for the common `[]`, which is not copied.
     tags: Option<String>,
     version: i64,
@@ -198,29 +217,47 @@ struct RawRow {
 
 impl RawRow {
     /// Reads the record columns starting at `at`; `None` when they are NULL (no record).
-    /// Runs on every read: the value type and empty tags are read in place, not copied.
-    fn from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<Self>> {
+    /// `reader` is the agent reading, if any. Runs on every read: the value type, empty
+    /// tags and the reader's own id are read in place, not copied.
+    fn from_row(
+        r: &Row<'_>,
+        at: usize,
+        reader: Option<&AgentId>,
+    ) -> rusqlite::Result<Option<Self>> {
         let Some(level) = r.get::<_, Option<i64>>(at + 2)? else { return Ok(None) };
+        let owner = match r.get_ref(at)? {
+            ValueRef::Null => StoredOwner::Nobody,
+            _ => match (text_ref(r, at)?, reader) {
+                (owner, Some(id)) if owner == id.as_str() => StoredOwner::Reader(id.clone()),
+                (owner, _) => StoredOwner::Other(owner.to_owned()),
+            },
+        };
         let value_type = text_ref(r, at + 3)?;
         let value_type = ValueType::parse(value_type).map_err(|_| value_type.to_owned());
-        let tags = text_ref(r, at + 7)?;
+        let tags = text_ref(r, at + 5)?;
         let tags = (tags != "[]").then(|| tags.to_owned());
         Ok(Some(RawRow {
-            owner: r.get(at)?,
+            owner,
             team: r.get(at + 1)?,
             level,
             value_type,
             value: r.get(at + 4)?,
-            size: r.get(at + 5)?,
-            key_id: r.get(at + 6)?,
             tags,
-            version: r.get(at + 8)?,
-            created_at: r.get(at + 9)?,
-            updated_at: r.get(at + 10)?,
-            expires_at: r.get(at + 11)?,
-            access_count: r.get(at + 12)?,
+            version: r.get(at + 6)?,
+            created_at: r.get(at + 7)?,
+            updated_at: r.get(at + 8)?,
+            expires_at: r.get(at + 9)?,
+            access_count: r.get(at + 10)?,
         }))
     }
+}
+
+/// An opened value with what the record row would say about it.
+struct Opened {
+    value: Value,
+    /// The plaintext's length in bytes.
+    size: u64,
+    encrypted: bool,
 }
 
 /// A text column read in place; a value of another type is reported with its column and
@@ -313,23 +350,51 @@ impl Shared {
         vt: ValueType,
         envelope: &[u8],
     ) -> Result<Value> {
+        self.open_sized(key, scope, vt, envelope).map(|o| o.value)
+    }
+
+    /// [`Shared::open`], also telling the value's size in bytes (what the `size` column
+    /// holds) and whether the envelope was encrypted (whether `key_id` is set).
+    fn open_sized(
+        &self,
+        key: &RecordKey,
+        scope: &Scope,
+        vt: ValueType,
+        envelope: &[u8],
+    ) -> Result<Opened> {
         // A level the policy encrypts must hold an encrypted envelope: a plain one there was
         // put by someone other than the store (or predates the policy, and `rotate-key`
         // encrypts it), and is refused rather than trusted.
         let codec_err = |source| StoreError::Codec { key: key.to_string(), source };
-        let plain = if self.encrypts(scope.level) {
-            self.codec.decode_encrypted(envelope, &aad_for(key, scope, vt)).map_err(codec_err)?
+        let (plain, encrypted) = if self.encrypts(scope.level) {
+            let aad = aad_for(key, scope, vt);
+            (self.codec.decode_encrypted(envelope, &aad).map_err(codec_err)?, true)
         } else {
-            self.codec.decode_with(envelope, || aad_for(key, scope, vt)).map_err(codec_err)?
+            let mut encrypted = false;
+            let plain = self.codec.decode_with(envelope, || {
+                encrypted = true;
+                aad_for(key, scope, vt)
+            });
+            (plain.map_err(codec_err)?, encrypted)
         };
-        Value::from_bytes(vt, plain)
-            .map_err(|e| StoreError::Corrupt(format!("value of {key}: {e}")))
+        let size = plain.len() as u64;
+        let value = Value::from_bytes(vt, plain)
+            .map_err(|e| StoreError::Corrupt(format!("value of {key}: {e}")))?;
+        Ok(Opened { value, size, encrypted })
     }
 
     fn decode_row(&self, key: RecordKey, raw: RawRow) -> Result<Record> {
-        let scope = parse_scope(raw.owner.as_deref(), raw.team.as_deref(), raw.level)?;
+        let owner = match raw.owner {
+            StoredOwner::Nobody => None,
+            StoredOwner::Reader(id) => Some(id),
+            StoredOwner::Other(text) => Some(
+                AgentId::new(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("stored owner: {e}")))?,
+            ),
+        };
+        let scope = Scope::with_owner(owner, raw.team.as_deref(), raw.level)?;
         let vt = raw.value_type.or_else(|stored| ValueType::parse(&stored))?;
-        let value = self.open(&key, &scope, vt, &raw.value)?;
+        let Opened { value, size, encrypted } = self.open_sized(&key, &scope, vt, &raw.value)?;
         let tags = raw.tags.as_deref().map_or_else(|| Ok(Vec::new()), parse_tags)?;
         Ok(Record {
             meta: RecordMeta {
@@ -338,8 +403,8 @@ impl Shared {
                 level: scope.level,
                 value_type: vt,
                 version: u64_of(raw.version),
-                size: u64_of(raw.size),
-                encrypted: raw.key_id.is_some(),
+                size,
+                encrypted,
                 tags,
                 created_at: Timestamp::from_millis(raw.created_at),
                 updated_at: Timestamp::from_millis(raw.updated_at),
@@ -1020,7 +1085,7 @@ impl Store {
                 push_pred(&mut binds, &pred);
                 let mut stmt = conn.prepare_cached(&statement("get", &pred, get_sql))?;
                 let (generation, raw) = stmt.query_row(params_from_iter(binds), |r| {
-                    Ok((r.get::<_, i64>(0)?, RawRow::from_row(r, 1)?))
+                    Ok((r.get::<_, i64>(0)?, RawRow::from_row(r, 1, reader(who))?))
                 })?;
                 Ok((raw, u64_of(generation)))
             })?;
@@ -1079,7 +1144,9 @@ impl Store {
                 for key in keys {
                     let mut binds = key_binds(key, now);
                     push_pred(&mut binds, &pred);
-                    out.push(stmt.query_row(params_from_iter(binds), |r| RawRow::from_row(r, 1))?);
+                    out.push(stmt.query_row(params_from_iter(binds), |r| {
+                        RawRow::from_row(r, 1, reader(who))
+                    })?);
                 }
                 Ok(out)
             })?;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarm_acl::{AclLevel, Identity};
+use swarm_acl::{AclLevel, AgentId, Identity};
 use swarm_store::{
     ChangeFilter, Expect, KeyPattern, ListQuery, Namespace, OpenError, SetOptions, Store,
     StoreConfig, StoreError, Value,
@@ -581,6 +581,53 @@ fn large_values_are_compressed_and_round_trip() {
         .unwrap();
     assert!((stored as usize) < text.len() / 2, "stored {stored} of {}", text.len());
     assert_eq!(env.store.get(&a, &k).unwrap().unwrap().value, Value::Text(text));
+}
+
+#[test]
+fn reads_report_the_stored_size_and_encryption_of_every_kind_of_value() {
+    let env = Env::new();
+    let red = env.team("red", "s1");
+    let a = env.agent("ann", "s1", &[&red]);
+    let long: String = (0..2000).map(|i| format!("{{\"step\":{i}}},")).collect();
+    let cases = [
+        ("private-text", Value::Text("secret".into()), SetOptions::new()),
+        ("private-long", Value::Text(long.clone()), SetOptions::new()),
+        (
+            "public-bytes",
+            Value::Bytes(vec![0, 1, 2, 255]),
+            SetOptions::new().level(AclLevel::Public),
+        ),
+        ("public-long", Value::Text(long), SetOptions::new().level(AclLevel::Public)),
+        ("swarm-json", Value::Json(serde_json::json!({"a": [1, 2]})), swarm_level()),
+        ("team-int", Value::Integer(-42), SetOptions::new().level(AclLevel::Team).team(red)),
+    ];
+    for (name, value, opts) in &cases {
+        env.store.set(&a, &key("s1", "n", name), value.clone(), opts).unwrap();
+    }
+    let db = raw(env.path());
+    for (name, value, _) in &cases {
+        let (size, key_id): (i64, Option<i64>) = db
+            .query_row("SELECT size, key_id FROM memory WHERE key = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        let k = key("s1", "n", name);
+        let got = env.store.get(&a, &k).unwrap().unwrap();
+        assert_eq!(&got.value, value, "{name}");
+        assert_eq!(got.meta.size, size as u64, "{name}: size");
+        assert_eq!(got.meta.encrypted, key_id.is_some(), "{name}: encrypted");
+        let listed = env.store.mget(&a, std::slice::from_ref(&k)).unwrap().remove(0).unwrap();
+        assert_eq!(listed.meta, got.meta, "{name}: mget agrees with get");
+    }
+    assert!(env.store.get(&a, &key("s1", "n", "private-text")).unwrap().unwrap().meta.encrypted);
+    assert!(!env.store.get(&a, &key("s1", "n", "public-long")).unwrap().unwrap().meta.encrypted);
+    // The owner reads the same whoever reads it (the owner's own reads share its id).
+    let ann = AgentId::new("ann").unwrap();
+    let b = env.agent("ben", "s1", &[]);
+    for who in [&a, &b, &Identity::System] {
+        let got = env.store.get(who, &key("s1", "n", "public-long")).unwrap().unwrap();
+        assert_eq!(got.meta.owner.as_ref(), Some(&ann), "{who:?}");
+    }
 }
 
 #[test]
