@@ -50,11 +50,6 @@ macro_rules! id_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
-
-            /// The shared text, for handing on without a copy.
-            pub(crate) fn shared(&self) -> &Arc<str> {
-                &self.0
-            }
         }
 
         impl fmt::Display for $name {

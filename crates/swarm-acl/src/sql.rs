@@ -16,24 +16,25 @@ pub struct SqlColumns<'a> {
     pub team: &'a str,
 }
 
-/// A value bound to a predicate placeholder.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SqlParam {
+/// A value bound to a predicate placeholder, borrowed from the principal the predicate
+/// was built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqlParam<'p> {
     /// An integer.
     Int(i64),
     /// Text.
-    Text(Arc<str>),
+    Text(&'p str),
 }
 
 /// The visibility rule of [`crate::decide`] as a SQL boolean expression with numbered
 /// placeholders (`?N`) and the values to bind to them, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SqlPredicate {
+pub struct SqlPredicate<'p> {
     sql: Arc<str>,
-    params: Vec<SqlParam>,
+    params: Vec<SqlParam<'p>>,
 }
 
-impl SqlPredicate {
+impl<'p> SqlPredicate<'p> {
     /// The expression, always parenthesised so it can be joined with `AND`.
     pub fn sql(&self) -> &str {
         &self.sql
@@ -47,7 +48,7 @@ impl SqlPredicate {
     }
 
     /// Values for placeholders `?first`, `?first+1`, ... in order.
-    pub fn params(&self) -> &[SqlParam] {
+    pub fn params(&self) -> &[SqlParam<'p>] {
         &self.params
     }
 
@@ -68,14 +69,14 @@ const ALWAYS: &str = "(1)";
 /// The fragment admits exactly the rows [`crate::decide`] allows: levels above the
 /// principal's highest live grant are left out entirely, and each remaining level is
 /// joined with its scope condition. A NULL owner or team never matches.
-pub fn sql_predicate(
-    principal: &Principal,
+pub fn sql_predicate<'p>(
+    principal: &'p Principal,
     action: Action,
     resource: ResourceType,
     cols: SqlColumns<'_>,
     now: Timestamp,
     first_param: usize,
-) -> SqlPredicate {
+) -> SqlPredicate<'p> {
     let agent = match principal {
         Principal::System => return SqlPredicate { sql: shared_text(ALWAYS), params: Vec::new() },
         Principal::Agent(a) => a,
@@ -88,12 +89,13 @@ pub fn sql_predicate(
     // would make the statement's parameter count disagree with the values.
     let swarm_needed = (max >= AclLevel::Team && !teams.is_empty()) || max >= AclLevel::Swarm;
     let mut params = Vec::with_capacity(2 + teams.len());
-    // The ids' own shared texts: copying them showed in profiles of every read.
-    params.push(SqlParam::Text(Arc::clone(agent.id().shared())));
+    // Borrowed from the principal: copying the ids (and later sharing them) showed in
+    // profiles of every read.
+    params.push(SqlParam::Text(agent.id().as_str()));
     if swarm_needed {
-        params.push(SqlParam::Text(Arc::clone(agent.swarm().shared())));
+        params.push(SqlParam::Text(agent.swarm().as_str()));
         if max >= AclLevel::Team {
-            params.extend(teams.iter().map(|t| SqlParam::Text(Arc::clone(t.shared()))));
+            params.extend(teams.iter().map(|t| SqlParam::Text(t.as_str())));
         }
     }
     let sql = SHAPES.with(|cache| {
@@ -213,14 +215,8 @@ mod tests {
         let now = Timestamp::from_millis(0);
         let p = sql_predicate(&Principal::System, Action::Read, ResourceType::Memory, COLS, now, 1);
         assert_eq!(p.sql(), "(1)");
-        let p = sql_predicate(
-            &principal(vec![], &["t"]),
-            Action::Read,
-            ResourceType::Memory,
-            COLS,
-            now,
-            1,
-        );
+        let nobody = principal(vec![], &["t"]);
+        let p = sql_predicate(&nobody, Action::Read, ResourceType::Memory, COLS, now, 1);
         assert!(p.is_never());
         assert!(p.params().is_empty());
     }
@@ -228,14 +224,8 @@ mod tests {
     #[test]
     fn placeholders_are_numbered_from_first_and_all_used() {
         let now = Timestamp::from_millis(0);
-        let p = sql_predicate(
-            &principal(Grant::defaults(), &["t1", "t2"]),
-            Action::Read,
-            ResourceType::Memory,
-            COLS,
-            now,
-            5,
-        );
+        let member = principal(Grant::defaults(), &["t1", "t2"]);
+        let p = sql_predicate(&member, Action::Read, ResourceType::Memory, COLS, now, 5);
         assert_eq!(p.params().len(), 4);
         for n in 5..9 {
             assert!(p.sql().contains(&format!("?{n}")), "{} lacks ?{n}", p.sql());
@@ -248,7 +238,8 @@ mod tests {
     fn team_grant_without_teams_binds_no_swarm() {
         let now = Timestamp::from_millis(0);
         let g = vec![Grant::new(ResourceType::Memory, Action::Read, AclLevel::Team)];
-        let p = sql_predicate(&principal(g, &[]), Action::Read, ResourceType::Memory, COLS, now, 1);
+        let loner = principal(g, &[]);
+        let p = sql_predicate(&loner, Action::Read, ResourceType::Memory, COLS, now, 1);
         assert_eq!(p.params().len(), 1, "{}", p.sql());
     }
 
@@ -256,8 +247,8 @@ mod tests {
     fn private_only_grant_binds_only_the_owner() {
         let now = Timestamp::from_millis(0);
         let g = vec![Grant::new(ResourceType::Memory, Action::Read, AclLevel::Private)];
-        let p =
-            sql_predicate(&principal(g, &["t"]), Action::Read, ResourceType::Memory, COLS, now, 1);
+        let owner = principal(g, &["t"]);
+        let p = sql_predicate(&owner, Action::Read, ResourceType::Memory, COLS, now, 1);
         assert_eq!(p.sql(), "((m.acl_level = 1 AND m.owner_id = ?1))");
         assert_eq!(p.params().len(), 1);
     }

@@ -26,12 +26,12 @@ impl ToSql for Bind<'_> {
 }
 
 /// Appends the predicate's parameters, in order.
-pub(crate) fn push_pred<'a>(binds: &mut Vec<Bind<'a>>, pred: &'a SqlPredicate) {
+pub(crate) fn push_pred<'a>(binds: &mut Vec<Bind<'a>>, pred: &SqlPredicate<'a>) {
     binds.reserve(pred.params().len());
     for p in pred.params() {
-        binds.push(match p {
+        binds.push(match *p {
             SqlParam::Text(s) => Bind::Text(s),
-            SqlParam::Int(n) => Bind::Int(*n),
+            SqlParam::Int(n) => Bind::Int(n),
         });
     }
 }

@@ -211,7 +211,7 @@ impl Store {
             ];
             let mut clauses = Vec::new();
             let mut next = 6;
-            let preds: Vec<(&str, swarm_acl::SqlPredicate)> = ["memory", "task", "consensus", "event", "artifact"]
+            let preds: Vec<(&str, swarm_acl::SqlPredicate<'_>)> = ["memory", "task", "consensus", "event", "artifact"]
                 .iter()
                 .map(|t| {
                     let pred = sql_predicate(p, Action::Read, resource_of(t), COLS, now, next);

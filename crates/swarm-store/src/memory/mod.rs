@@ -83,7 +83,7 @@ thread_local! {
 
 /// The statement of `kind` around `pred`, built once per predicate shape and thread:
 /// formatting it on every read showed in profiles.
-fn statement(kind: &'static str, pred: &SqlPredicate, build: fn(&str) -> String) -> Arc<str> {
+fn statement(kind: &'static str, pred: &SqlPredicate<'_>, build: fn(&str) -> String) -> Arc<str> {
     let key = Arc::as_ptr(pred.sql_shared()).cast::<u8>() as usize;
     STATEMENTS.with(|cache| {
         let mut cache = cache.borrow_mut();
