@@ -357,33 +357,30 @@ impl Shared {
         vt: ValueType,
         envelope: &[u8],
     ) -> Result<Value> {
-        self.open_sized(key, scope, vt, envelope).map(|o| o.value)
+        self.open_owned(key, scope, vt, envelope.to_vec()).map(|o| o.value)
     }
 
-    /// [`Shared::open`], also telling the value's size in bytes (what the `size` column
-    /// holds) and whether the envelope was encrypted (whether `key_id` is set).
-    fn open_sized(
+    /// [`Shared::open`] of an envelope the caller owns (opened in its buffer), also telling
+    /// the value's size in bytes (what the `size` column holds) and whether the envelope
+    /// was encrypted (whether `key_id` is set).
+    fn open_owned(
         &self,
         key: &RecordKey,
         scope: &Scope,
         vt: ValueType,
-        envelope: &[u8],
+        envelope: Vec<u8>,
     ) -> Result<Opened> {
         // A level the policy encrypts must hold an encrypted envelope: a plain one there was
         // put by someone other than the store (or predates the policy, and `rotate-key`
         // encrypts it), and is refused rather than trusted.
-        let codec_err = |source| StoreError::Codec { key: key.to_string(), source };
-        let (plain, encrypted) = if self.encrypts(scope.level) {
-            let aad = aad_for(key, scope, vt);
-            (self.codec.decode_encrypted(envelope, &aad).map_err(codec_err)?, true)
-        } else {
-            let mut encrypted = false;
-            let plain = self.codec.decode_with(envelope, || {
+        let mut encrypted = false;
+        let plain = self
+            .codec
+            .decode_owned(envelope, self.encrypts(scope.level), || {
                 encrypted = true;
                 aad_for(key, scope, vt)
-            });
-            (plain.map_err(codec_err)?, encrypted)
-        };
+            })
+            .map_err(|source| StoreError::Codec { key: key.to_string(), source })?;
         let size = plain.len() as u64;
         let value = Value::from_bytes(vt, plain)
             .map_err(|e| StoreError::Corrupt(format!("value of {key}: {e}")))?;
@@ -401,7 +398,7 @@ impl Shared {
         };
         let scope = Scope::with_owner(owner, raw.team.as_deref(), raw.level)?;
         let vt = raw.value_type.or_else(|stored| ValueType::parse(&stored))?;
-        let Opened { value, size, encrypted } = self.open_sized(&key, &scope, vt, &raw.value)?;
+        let Opened { value, size, encrypted } = self.open_owned(&key, &scope, vt, raw.value)?;
         let tags = raw.tags.as_deref().map_or_else(|| Ok(Vec::new()), parse_tags)?;
         Ok(Record {
             meta: RecordMeta {
