@@ -53,7 +53,8 @@ const COLS: SqlColumns<'static> = SqlColumns {
     owner: "m.owner_id",
     team: "m.team_id",
 };
-/// Columns of `memory` without an alias (DELETE statements cannot alias their table).
+/// Columns of `memory` without an alias: for DELETE statements, which cannot alias their
+/// table, and the point reads, where no other table has these columns.
 const BARE_COLS: SqlColumns<'static> =
     SqlColumns { level: "acl_level", swarm: "swarm_id", owner: "owner_id", team: "team_id" };
 /// Columns of `audit_log AS c` (the change feed) for the ACL predicate.
@@ -66,9 +67,11 @@ const CHANGE_COLS: SqlColumns<'static> = SqlColumns {
 
 /// The record columns every read selects, in [`RawRow`] order. The size and whether the
 /// value is encrypted are not read: the opened value tells both (each column costs every
-/// read a step in SQLite and a conversion in rusqlite).
-const RECORD_COLUMNS: &str = "m.owner_id, m.team_id, m.acl_level, m.value_type, m.value, \
-    m.tags, m.version, m.created_at, m.updated_at, m.expires_at, m.access_count";
+/// read a step in SQLite and a conversion in rusqlite). Only `value` needs its table named
+/// beside `meta`: the statement's text is hashed, compared and copied by rusqlite's
+/// statement cache on every read, so the point reads keep it short.
+const RECORD_COLUMNS: &str = "owner_id, team_id, acl_level, value_type, m.value, tags, version, \
+    created_at, updated_at, expires_at, access_count";
 
 /// A memoised statement: predicate address, statement kind, the predicate (kept alive),
 /// the statement.
@@ -81,20 +84,25 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The statement of `kind` around `pred`, built once per predicate shape and thread:
-/// formatting it on every read showed in profiles.
-fn statement(kind: &'static str, pred: &SqlPredicate<'_>, build: fn(&str) -> String) -> Arc<str> {
+/// Runs `f` on the statement of `kind` around `pred`, built once per predicate shape and
+/// thread: formatting it on every read showed in profiles.
+fn with_statement<R>(
+    kind: &'static str,
+    pred: &SqlPredicate<'_>,
+    build: fn(&str) -> String,
+    f: impl FnOnce(&str) -> R,
+) -> R {
     let key = Arc::as_ptr(pred.sql_shared()).cast::<u8>() as usize;
     STATEMENTS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some((.., sql)) = cache.iter().find(|(k, t, ..)| *k == key && *t == kind) {
-            return Arc::clone(sql);
+            return f(sql);
         }
         let sql: Arc<str> = Arc::from(build(pred.sql()));
         if cache.len() < 512 {
             cache.push((key, kind, Arc::clone(pred.sql_shared()), Arc::clone(&sql)));
         }
-        sql
+        f(&sql)
     })
 }
 
@@ -102,19 +110,17 @@ fn statement(kind: &'static str, pred: &SqlPredicate<'_>, build: fn(&str) -> Str
 /// NULL when the record is absent, expired or invisible to the principal.
 fn get_sql(pred: &str) -> String {
     format!(
-        "SELECT g.value, {RECORD_COLUMNS} FROM meta AS g LEFT JOIN memory AS m \
-         ON m.swarm_id = ?1 AND m.namespace = ?2 AND m.key = ?3 \
-         AND (m.expires_at IS NULL OR m.expires_at > ?4) AND {pred} \
-         WHERE g.key = 'acl_generation'"
+        "SELECT g.value, {RECORD_COLUMNS} FROM meta g LEFT JOIN memory m ON swarm_id = ?1 \
+         AND namespace = ?2 AND m.key = ?3 AND (expires_at IS NULL OR expires_at > ?4) \
+         AND {pred} WHERE g.key = 'acl_generation'"
     )
 }
 
 fn has_sql(pred: &str) -> String {
     format!(
-        "SELECT g.value, m.version FROM meta AS g LEFT JOIN memory AS m \
-         ON m.swarm_id = ?1 AND m.namespace = ?2 AND m.key = ?3 \
-         AND (m.expires_at IS NULL OR m.expires_at > ?4) AND {pred} \
-         WHERE g.key = 'acl_generation'"
+        "SELECT g.value, version FROM meta g LEFT JOIN memory m ON swarm_id = ?1 \
+         AND namespace = ?2 AND m.key = ?3 AND (expires_at IS NULL OR expires_at > ?4) \
+         AND {pred} WHERE g.key = 'acl_generation'"
     )
 }
 
@@ -1084,9 +1090,10 @@ impl Store {
             let shared = &self.shared;
             let now = shared.now();
             let raw = shared.read_as(who, now, |conn, p| {
-                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
+                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, BARE_COLS, now, 5);
                 let binds = point_binds(key, now, &pred);
-                let mut stmt = conn.prepare_cached(&statement("get", &pred, get_sql))?;
+                let mut stmt =
+                    with_statement("get", &pred, get_sql, |sql| conn.prepare_cached(sql))?;
                 let (generation, raw) = stmt.query_row(params_from_iter(binds), |r| {
                     Ok((r.get::<_, i64>(0)?, RawRow::from_row(r, 1, reader(who))?))
                 })?;
@@ -1112,9 +1119,10 @@ impl Store {
             let shared = &self.shared;
             let now = shared.now();
             let found = shared.read_as(who, now, |conn, p| {
-                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
+                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, BARE_COLS, now, 5);
                 let binds = point_binds(key, now, &pred);
-                let mut stmt = conn.prepare_cached(&statement("has", &pred, has_sql))?;
+                let mut stmt =
+                    with_statement("has", &pred, has_sql, |sql| conn.prepare_cached(sql))?;
                 let (generation, version) = stmt.query_row(params_from_iter(binds), |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
                 })?;
@@ -1140,8 +1148,9 @@ impl Store {
             }
             let now = shared.now();
             let raws = shared.read_snapshot_as(who, |conn, p| {
-                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, COLS, now, 5);
-                let mut stmt = conn.prepare_cached(&statement("get", &pred, get_sql))?;
+                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, BARE_COLS, now, 5);
+                let mut stmt =
+                    with_statement("get", &pred, get_sql, |sql| conn.prepare_cached(sql))?;
                 let mut out = Vec::with_capacity(keys.len());
                 for key in keys {
                     let binds = point_binds(key, now, &pred);
