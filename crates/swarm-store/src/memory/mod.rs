@@ -238,17 +238,27 @@ impl RawRow {
         reader: Option<&AgentId>,
     ) -> rusqlite::Result<Option<Self>> {
         let Some(level) = r.get::<_, Option<i64>>(at + 2)? else { return Ok(None) };
-        let owner = match r.get_ref(at)? {
-            ValueRef::Null => StoredOwner::Nobody,
-            _ => match (text_ref(r, at)?, reader) {
-                (owner, Some(id)) if owner == id.as_str() => StoredOwner::Reader(id.clone()),
-                (owner, _) => StoredOwner::Other(owner.to_owned()),
-            },
+        // The common values are recognised by their bytes; only the others are checked as
+        // UTF-8 and copied.
+        let owner = match (r.get_ref(at)?, reader) {
+            (ValueRef::Null, _) => StoredOwner::Nobody,
+            (ValueRef::Text(owner), Some(id)) if owner == id.as_str().as_bytes() => {
+                StoredOwner::Reader(id.clone())
+            }
+            _ => StoredOwner::Other(text_ref(r, at)?.to_owned()),
         };
-        let value_type = text_ref(r, at + 3)?;
-        let value_type = ValueType::parse(value_type).map_err(|_| value_type.to_owned());
-        let tags = text_ref(r, at + 5)?;
-        let tags = (tags != "[]").then(|| tags.to_owned());
+        let value_type = match r.get_ref(at + 3)? {
+            ValueRef::Text(stored) => ValueType::from_stored(stored),
+            _ => None,
+        };
+        let value_type = match value_type {
+            Some(vt) => Ok(vt),
+            None => Err(text_ref(r, at + 3)?.to_owned()),
+        };
+        let tags = match r.get_ref(at + 5)? {
+            ValueRef::Text(b"[]") => None,
+            _ => Some(text_ref(r, at + 5)?.to_owned()),
+        };
         Ok(Some(RawRow {
             owner,
             team: r.get(at + 1)?,

@@ -201,12 +201,18 @@ impl ValueType {
     }
 
     pub(crate) fn parse(s: &str) -> Result<Self> {
-        match s {
-            "bytes" => Ok(ValueType::Bytes),
-            "text" => Ok(ValueType::Text),
-            "json" => Ok(ValueType::Json),
-            "integer" => Ok(ValueType::Integer),
-            other => Err(StoreError::Corrupt(format!("unknown value type {other:?}"))),
+        Self::from_stored(s.as_bytes())
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown value type {s:?}")))
+    }
+
+    /// The type a stored value-type column names, from its bytes.
+    pub(crate) fn from_stored(stored: &[u8]) -> Option<Self> {
+        match stored {
+            b"bytes" => Some(ValueType::Bytes),
+            b"text" => Some(ValueType::Text),
+            b"json" => Some(ValueType::Json),
+            b"integer" => Some(ValueType::Integer),
+            _ => None,
         }
     }
 
