@@ -60,5 +60,5 @@ pub use error::AclError;
 pub use ids::{AgentId, SwarmId, TeamId};
 pub use level::{AclLevel, Action, ResourceType, Timestamp};
 pub use principal::{AgentPrincipal, Grant, Identity, Principal};
-pub use sql::{SqlColumns, SqlParam, SqlPredicate, sql_predicate};
+pub use sql::{SqlColumns, SqlParam, SqlPredicate, sql_predicate, sql_predicate_in_swarm};
 pub use time::{Rfc3339, UtcDateTime};

@@ -19,7 +19,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use swarm_acl::{
     AclLevel, Action, AgentId, Identity, Principal, ResourceType, SqlColumns, SqlPredicate,
-    SwarmId, TeamId, Timestamp, decide, sql_predicate,
+    SwarmId, TeamId, Timestamp, decide, sql_predicate, sql_predicate_in_swarm,
 };
 use swarm_codec::Seal;
 use zeroize::Zeroizing;
@@ -171,6 +171,14 @@ fn update_sql(rewrites: usize) -> &'static str {
 }
 
 const DELETE: &str = "DELETE FROM memory WHERE swarm_id = ?1 AND namespace = ?2 AND key = ?3";
+
+/// The visibility predicate of a point read of `key` by `p`, numbered after
+/// [`key_binds`]; it refers to `?1` for the principal's own swarm rather than binding it
+/// again.
+fn point_predicate<'p>(p: &'p Principal, key: &RecordKey, now: Timestamp) -> SqlPredicate<'p> {
+    let swarm = (1, key.swarm().as_str());
+    sql_predicate_in_swarm(p, Action::Read, ResourceType::Memory, BARE_COLS, now, 5, swarm)
+}
 
 /// The parameters of a point read: the key and the time (`?1`-`?4`).
 fn key_binds(key: &RecordKey, now: Timestamp) -> [Bind<'_>; 4] {
@@ -1100,7 +1108,7 @@ impl Store {
             let shared = &self.shared;
             let now = shared.now();
             let raw = shared.read_as(who, now, |conn, p| {
-                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, BARE_COLS, now, 5);
+                let pred = point_predicate(p, key, now);
                 let binds = point_binds(key, now, &pred);
                 let mut stmt =
                     with_statement("get", &pred, get_sql, |sql| conn.prepare_cached(sql))?;
@@ -1129,7 +1137,7 @@ impl Store {
             let shared = &self.shared;
             let now = shared.now();
             let found = shared.read_as(who, now, |conn, p| {
-                let pred = sql_predicate(p, Action::Read, ResourceType::Memory, BARE_COLS, now, 5);
+                let pred = point_predicate(p, key, now);
                 let binds = point_binds(key, now, &pred);
                 let mut stmt =
                     with_statement("has", &pred, has_sql, |sql| conn.prepare_cached(sql))?;

@@ -75,12 +75,26 @@ proptest! {
         resource in 0..ResourceType::ALL.len(),
         action in 0..Action::ALL.len(),
         first in 1usize..4,
+        bound in prop::option::of(0..SWARMS.len()),
     ) {
         thread_local!(static TABLE: Connection = table());
         let (resource, action) = (ResourceType::ALL[resource], Action::ALL[action]);
         let cols = SqlColumns { level: "acl_level", swarm: "swarm_id", owner: "owner_id", team: "team_id" };
         let now = Timestamp::from_millis(NOW);
-        let pred = sql_predicate(&p, action, resource, cols, now, first);
+        // With `bound` (and room before `first`), the query binds a swarm id at ?1 and the
+        // predicate may refer to it instead of binding the principal's swarm again.
+        let bound = bound.filter(|_| first > 1).map(|s| SWARMS[s]);
+        let plain = sql_predicate(&p, action, resource, cols, now, first);
+        let pred = match bound {
+            Some(swarm) => sql_predicate_in_swarm(&p, action, resource, cols, now, first, (1, swarm)),
+            None => plain.clone(),
+        };
+        if let (Some(swarm), Principal::Agent(a)) = (bound, &p) {
+            let reused = a.swarm().as_str() == swarm
+                && plain.params().contains(&SqlParam::Text(swarm));
+            let fewer = plain.params().len() - pred.params().len();
+            assert_eq!(fewer, usize::from(reused), "{} vs {}", plain.sql(), pred.sql());
+        }
         TABLE.with(|c| {
             // Placeholders before `first` are taken by the query's own parameters.
             let mut sql = String::from("SELECT id, acl_level, swarm_id, owner_id, team_id, (");
@@ -88,6 +102,9 @@ proptest! {
             sql.push_str(") FROM r WHERE ");
             sql.push_str(&(1..first).map(|i| format!("?{i} = ?{i}")).chain(std::iter::once("1".to_owned())).collect::<Vec<_>>().join(" AND "));
             let mut binds: Vec<rusqlite::types::Value> = (1..first).map(|_| rusqlite::types::Value::Integer(0)).collect();
+            if let Some(swarm) = bound {
+                binds[0] = rusqlite::types::Value::Text(swarm.to_owned());
+            }
             for v in pred.params() {
                 binds.push(match v {
                     SqlParam::Text(s) => rusqlite::types::Value::Text(s.to_string()),
