@@ -126,14 +126,23 @@ impl Target {
 }
 
 /// The pool of read-only connections: r2d2 opens them (up to the configured number) and
-/// owns them; a connection a read has finished with waits in `idle` and is handed to the
-/// next read from there. r2d2's own checkout and check-in cost every read two more locks,
-/// three clock readings and two event-handler calls, which showed in profiles of GET.
-/// Connections stay open for the store's life (r2d2 would close one idle for ten minutes
-/// and reopen it on demand; an open read-only connection costs only its page cache).
+/// owns them; a connection a read has finished with waits in the idle list and is handed to
+/// the next read from there. r2d2's own checkout and check-in cost every read two more
+/// locks, three clock readings and two event-handler calls, which showed in profiles of
+/// GET. Connections stay open for the store's life while reads keep coming (r2d2 would
+/// close one idle for ten minutes; an open read-only connection costs only its page cache).
 pub(crate) struct ReadPool {
     pool: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
-    idle: parking_lot::Mutex<Vec<PooledReader>>,
+    idle: parking_lot::Mutex<Idle>,
+}
+
+#[derive(Default)]
+struct Idle {
+    conns: Vec<PooledReader>,
+    /// Reads waiting inside r2d2 for a connection: while there are any, a connection given
+    /// back goes to r2d2, which wakes one of them. Checked and changed under the same lock
+    /// as `conns`, so a connection is never left idle here while a read waits there.
+    waiting: usize,
 }
 
 type PooledReader = r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>;
@@ -146,18 +155,23 @@ pub(crate) struct Reader<'p> {
 
 impl ReadPool {
     pub(crate) fn new(pool: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>) -> Self {
-        Self { pool, idle: parking_lot::Mutex::new(Vec::new()) }
+        Self { pool, idle: parking_lot::Mutex::new(Idle::default()) }
     }
 
     /// A connection: an idle one if there is one, else one from r2d2, which opens one
-    /// while the pool is below its size and otherwise waits up to the pool's timeout.
+    /// while the pool is below its size and otherwise waits, up to the pool's timeout, for
+    /// one to be given back.
     pub(crate) fn get(&self) -> Result<Reader<'_>, r2d2::Error> {
-        let idle = self.idle.lock().pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.pool.get()?,
-        };
-        Ok(Reader { conn: Some(conn), pool: self })
+        {
+            let mut idle = self.idle.lock();
+            if let Some(conn) = idle.conns.pop() {
+                return Ok(Reader { conn: Some(conn), pool: self });
+            }
+            idle.waiting += 1;
+        }
+        let got = self.pool.get();
+        self.idle.lock().waiting -= 1;
+        Ok(Reader { conn: Some(got?), pool: self })
     }
 }
 
@@ -178,8 +192,15 @@ impl std::ops::DerefMut for Reader<'_> {
 
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool.idle.lock().push(conn);
+        let Some(conn) = self.conn.take() else { return };
+        let mut idle = self.pool.idle.lock();
+        if idle.waiting == 0 {
+            idle.conns.push(conn);
+        } else {
+            // Back to r2d2 (after the lock: its check-in takes its own), which hands it
+            // to a waiting read.
+            drop(idle);
+            drop(conn);
         }
     }
 }

@@ -745,6 +745,26 @@ fn operations_after_shutdown_fail_cleanly() {
 }
 
 #[test]
+fn more_reading_threads_than_read_connections_all_get_their_answers() {
+    // Two connections for eight threads: a thread that finds none free must be handed the
+    // next one given back, not wait out the pool's 30 s timeout (and fail the unwrap).
+    let env = Env::with_config(|c| c.with_readers(2));
+    let a = env.agent("ann", "s1", &[]);
+    let k = key("s1", "n", "shared");
+    env.store.set(&a, &k, Value::Integer(7), &swarm_level()).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..500 {
+                    let got = env.store.get(&a, &k).unwrap().unwrap();
+                    assert_eq!(got.value, Value::Integer(7));
+                }
+            });
+        }
+    });
+}
+
+#[test]
 fn concurrent_writers_from_many_threads_each_get_their_own_result() {
     let env = Env::new();
     let a = env.agent("ann", "s1", &[]);
