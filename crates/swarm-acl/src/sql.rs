@@ -85,7 +85,8 @@ impl<'p> SqlPredicate<'p> {
     }
 
     /// The expression as a shared string. Predicates of the same shape (columns, highest
-    /// level, number of teams, first placeholder) share one allocation on a thread, so a
+    /// level, number of teams, first placeholder, the swarm placeholder reused by
+    /// [`sql_predicate_in_swarm`]) share one allocation on a thread, so a
     /// caller may use its address to memoise the statements it builds around it.
     pub fn sql_shared(&self) -> &Arc<str> {
         &self.sql
@@ -164,7 +165,9 @@ fn build<'p>(
     // The swarm is bound only when some clause refers to it: an unreferenced placeholder
     // would make the statement's parameter count disagree with the values.
     let swarm_needed = (max >= AclLevel::Team && !teams.is_empty()) || max >= AclLevel::Swarm;
-    let mut params = Params::with_capacity(2 + teams.len());
+    let swarm_bound = swarm_needed && swarm_at.is_none();
+    let teams_bound = if swarm_needed && max >= AclLevel::Team { teams.len() } else { 0 };
+    let mut params = Params::with_capacity(1 + usize::from(swarm_bound) + teams_bound);
     // Borrowed from the principal: copying the ids (and later sharing them) showed in
     // profiles of every read.
     params.push(SqlParam::Text(agent.id().as_str()));
@@ -362,6 +365,38 @@ mod tests {
         for n in 1..=9 {
             assert!(p.sql().contains(&format!("?{n}")), "{} lacks ?{n}", p.sql());
         }
+    }
+
+    #[test]
+    fn a_reused_swarm_leaves_room_for_three_teams_inline() {
+        let now = Timestamp::from_millis(0);
+        let member = principal(Grant::defaults(), &["t1", "t2", "t3"]);
+        let p = sql_predicate_in_swarm(
+            &member,
+            Action::Read,
+            ResourceType::Memory,
+            COLS,
+            now,
+            5,
+            (1, "s"),
+        );
+        assert!(matches!(p.params, Params::Inline(4, _)), "{:?}", p.params);
+        assert!(p.sql().contains("m.swarm_id = ?1") && p.sql().contains("?8"), "{}", p.sql());
+        assert!(!p.sql().contains("?9"), "{}", p.sql());
+        let other = sql_predicate_in_swarm(
+            &member,
+            Action::Read,
+            ResourceType::Memory,
+            COLS,
+            now,
+            5,
+            (1, "x"),
+        );
+        assert_eq!(other.params().len(), 5, "another swarm's key binds the principal's swarm");
+        assert_eq!(
+            other.sql(),
+            sql_predicate(&member, Action::Read, ResourceType::Memory, COLS, now, 5).sql()
+        );
     }
 
     #[test]

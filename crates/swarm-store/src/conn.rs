@@ -129,8 +129,9 @@ impl Target {
 /// owns them; a connection a read has finished with waits in the idle list and is handed to
 /// the next read from there. r2d2's own checkout and check-in cost every read two more
 /// locks, three clock readings and two event-handler calls, which showed in profiles of
-/// GET. Connections stay open for the store's life while reads keep coming (r2d2 would
-/// close one idle for ten minutes; an open read-only connection costs only its page cache).
+/// GET. A connection in the idle list stays open for the store's life: r2d2 counts it as
+/// checked out, so its idle timeout and maximum lifetime never apply (an open read-only
+/// connection costs only its page cache).
 pub(crate) struct ReadPool {
     pool: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
     idle: parking_lot::Mutex<Idle>,

@@ -381,7 +381,15 @@ impl Shared {
         vt: ValueType,
         envelope: &[u8],
     ) -> Result<Value> {
-        self.open_owned(key, scope, vt, envelope.to_vec()).map(|o| o.value)
+        // A level the policy encrypts must hold an encrypted envelope: a plain one there was
+        // put by someone other than the store (or predates the policy, and `rotate-key`
+        // encrypts it), and is refused rather than trusted.
+        let plain = self
+            .codec
+            .decode_with(envelope, self.encrypts(scope.level), || aad_for(key, scope, vt))
+            .map_err(|source| StoreError::Codec { key: key.to_string(), source })?;
+        Value::from_bytes(vt, plain)
+            .map_err(|e| StoreError::Corrupt(format!("value of {key}: {e}")))
     }
 
     /// [`Shared::open`] of an envelope the caller owns (opened in its buffer), also telling
@@ -394,9 +402,7 @@ impl Shared {
         vt: ValueType,
         envelope: Vec<u8>,
     ) -> Result<Opened> {
-        // A level the policy encrypts must hold an encrypted envelope: a plain one there was
-        // put by someone other than the store (or predates the policy, and `rotate-key`
-        // encrypts it), and is refused rather than trusted.
+        // Encrypted envelopes required where the policy encrypts, as in `open`.
         let mut encrypted = false;
         let plain = self
             .codec

@@ -49,6 +49,23 @@ fn applies_to_a_new_file_with_every_table_and_index() {
 }
 
 #[test]
+fn meta_shares_no_column_name_with_memory_but_key_and_value() {
+    // The point reads join `meta` to `memory` and name memory's other columns without the
+    // table (a shorter statement for rusqlite's cache to hash): a column added to `meta`
+    // under one of those names would make every GET fail as ambiguous.
+    let env = Env::new();
+    let db = raw(env.path());
+    let columns = |table: &str| -> Vec<String> {
+        let mut stmt =
+            db.prepare(&format!("SELECT name FROM pragma_table_info('{table}')")).unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let memory = columns("memory");
+    let shared: Vec<String> = columns("meta").into_iter().filter(|c| memory.contains(c)).collect();
+    assert_eq!(shared, ["key", "value"]);
+}
+
+#[test]
 fn applies_to_memory_and_the_pool_shares_it() {
     let store = Store::open(StoreConfig::memory().with_encrypt_up_to(None)).unwrap();
     assert_eq!(store.migration().to, swarm_schema::latest_version());
