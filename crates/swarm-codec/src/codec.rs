@@ -173,18 +173,10 @@ impl Codec {
         require_encrypted: bool,
         aad: impl FnOnce() -> A,
     ) -> Result<Vec<u8>, CodecError> {
-        let parsed = Parsed::new(&envelope)?;
-        let encrypted = parsed.header.is_encrypted();
-        if require_encrypted && !encrypted {
-            return Err(CodecError::NotEncrypted);
-        }
+        let parsed = parse_for(&envelope, require_encrypted)?;
         if parsed.header.is_compressed() {
             // Decompressing writes a new buffer anyway.
-            return if encrypted {
-                self.open(&parsed, aad().as_ref())
-            } else {
-                self.open(&parsed, &[])
-            };
+            return self.open_lazily(&parsed, aad);
         }
         let max = self.config.max_decoded_len();
         let (head_len, nonce_len, body_len) =
@@ -229,12 +221,7 @@ impl Codec {
         require_encrypted: bool,
         aad: impl FnOnce() -> A,
     ) -> Result<Vec<u8>, CodecError> {
-        let parsed = Parsed::new(envelope)?;
-        let encrypted = parsed.header.is_encrypted();
-        if require_encrypted && !encrypted {
-            return Err(CodecError::NotEncrypted);
-        }
-        if encrypted { self.open(&parsed, aad().as_ref()) } else { self.open(&parsed, &[]) }
+        self.open_lazily(&parse_for(envelope, require_encrypted)?, aad)
     }
 
     /// Like [`Codec::decode`], but refuses plain envelopes with
@@ -243,11 +230,7 @@ impl Codec {
     /// # Errors
     /// As [`Codec::decode`], plus [`CodecError::NotEncrypted`].
     pub fn decode_encrypted(&self, envelope: &[u8], aad: &[u8]) -> Result<Vec<u8>, CodecError> {
-        let parsed = Parsed::new(envelope)?;
-        if !parsed.header.is_encrypted() {
-            return Err(CodecError::NotEncrypted);
-        }
-        self.open(&parsed, aad)
+        self.open(&parse_for(envelope, true)?, aad)
     }
 
     /// For online key rotation: `None` when the envelope is plain or already sealed under
@@ -274,6 +257,19 @@ impl Codec {
 
     fn require_keyring(&self) -> Result<&Keyring, CodecError> {
         self.keyring.as_deref().ok_or(CodecError::NoKey)
+    }
+
+    /// [`Codec::open`] with the associated data built only for an encrypted envelope.
+    fn open_lazily<A: AsRef<[u8]>>(
+        &self,
+        parsed: &Parsed<'_>,
+        aad: impl FnOnce() -> A,
+    ) -> Result<Vec<u8>, CodecError> {
+        if parsed.header.is_encrypted() {
+            self.open(parsed, aad().as_ref())
+        } else {
+            self.open(parsed, &[])
+        }
     }
 
     fn open(&self, parsed: &Parsed<'_>, aad: &[u8]) -> Result<Vec<u8>, CodecError> {
@@ -304,6 +300,15 @@ impl Codec {
         let buf = Zeroizing::new(buf);
         decompress(&buf, max, true)
     }
+}
+
+/// Parses `envelope`, refusing a plain one when `require_encrypted`.
+fn parse_for(envelope: &[u8], require_encrypted: bool) -> Result<Parsed<'_>, CodecError> {
+    let parsed = Parsed::new(envelope)?;
+    if require_encrypted && !parsed.header.is_encrypted() {
+        return Err(CodecError::NotEncrypted);
+    }
+    Ok(parsed)
 }
 
 /// Compresses `plaintext` into `out` after the header as `len(u32 BE) || LZ4 block`.

@@ -29,7 +29,7 @@ impl ToSql for Bind<'_> {
 /// collecting them (a vector per read showed in profiles of GET).
 pub(crate) fn pred_binds<'a, 'p: 'a>(
     pred: &'a SqlPredicate<'p>,
-) -> impl Iterator<Item = Bind<'a>> + 'a {
+) -> impl Iterator<Item = Bind<'p>> + 'a {
     pred.params().iter().map(|p| match *p {
         SqlParam::Text(s) => Bind::Text(s),
         SqlParam::Int(n) => Bind::Int(n),
@@ -38,13 +38,7 @@ pub(crate) fn pred_binds<'a, 'p: 'a>(
 
 /// Appends the predicate's parameters, in order.
 pub(crate) fn push_pred<'a>(binds: &mut Vec<Bind<'a>>, pred: &SqlPredicate<'a>) {
-    binds.reserve(pred.params().len());
-    for p in pred.params() {
-        binds.push(match *p {
-            SqlParam::Text(s) => Bind::Text(s),
-            SqlParam::Int(n) => Bind::Int(n),
-        });
-    }
+    binds.extend(pred_binds(pred));
 }
 
 /// A stored integer as `u64` (negative values, which CHECKs exclude, read as 0).
