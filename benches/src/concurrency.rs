@@ -77,6 +77,105 @@ impl Writers {
     }
 }
 
+/// Writes per transaction in the raw grouping ceiling: what a full group of
+/// [`WRITERS`] shares.
+const RAW_GROUP: usize = WRITERS;
+
+/// The audit row the raw ceiling appends for each write, with the columns a SET's row
+/// fills (the hashes are constants: this file is thrown away and never verified).
+const RAW_AUDIT: &str = "INSERT INTO audit_log (seq, at, actor, action, resource_type, resource, \
+    swarm_id, outcome, detail, prev_hash, hash, fmt, namespace, key, acl_level, owner_id) \
+    VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM audit_log), ?1, ?2, 'memory.set', 'memory', \
+    ?3, 'bench', 'ok', '{\"created\":false,\"size\":256}', zeroblob(32), zeroblob(32), 2, ?4, ?5, \
+    4, ?2)";
+
+/// One thread's raw connection and the version it writes next.
+struct RawWriter {
+    conn: rusqlite::Connection,
+    version: i64,
+}
+
+impl RawWriter {
+    /// The statements of one SET on a live public record of writer `t`, run raw: the read
+    /// of the existing row, the in-place update and the audit row.
+    fn write(&mut self, writers: &Writers, t: usize, rng: &mut Rng) -> anyhow::Result<()> {
+        let keys = &writers.keys[t];
+        let key = &keys[rng.below(keys.len())];
+        let (ns, name) = (key.namespace().as_str(), key.key().as_str());
+        let owner = format!("writer-{t}");
+        let conn = &self.conn;
+        fixture::raw_get(conn, ns, name)?;
+        self.version += 1;
+        let now = fixture::now_millis();
+        let envelope = fixture::value_bytes();
+        let n = fixture::raw_write(
+            conn,
+            fixture::RAW_UPDATE,
+            ns,
+            name,
+            &owner,
+            &envelope,
+            self.version,
+            now,
+        )?;
+        anyhow::ensure!(n == 1, "raw update of {key} changed {n} rows");
+        conn.prepare_cached(RAW_AUDIT)?.execute(rusqlite::params![
+            now,
+            owner,
+            key.to_string(),
+            ns,
+            name
+        ])?;
+        Ok(())
+    }
+
+    /// One transaction of `per_tx` writes, spread over the writers' keys as a group of
+    /// [`WRITERS`] callers would bring them. With more than one write per transaction
+    /// this is the most group commit could do on this machine: no threads, no hand-off,
+    /// no checks.
+    fn transaction(
+        &mut self,
+        writers: &Writers,
+        rng: &mut Rng,
+        per_tx: usize,
+    ) -> anyhow::Result<()> {
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        for i in 0..per_tx {
+            self.write(writers, i % WRITERS, rng)?;
+        }
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+}
+
+/// The raw grouping ceiling: one thread running [`RawWrites`] one per transaction, then
+/// [`RAW_GROUP`] per transaction, on a store file of its own. Returns the two measurements
+/// (each call one transaction) and the write throughput ratio.
+fn raw_grouping(span: Duration) -> anyhow::Result<(Measurement, Measurement, f64)> {
+    let writers = Writers::new(Env::open()?)?;
+    let env = &writers.env;
+    let open = |_| {
+        let conn = fixture::raw_connection(&env.store, &env.path, false)?;
+        Ok(RawWriter { conn, version: 1_000_000 })
+    };
+    let mut runs = Vec::new();
+    for per_tx in [1, RAW_GROUP] {
+        let name =
+            format!("raw SET statements, {per_tx} per transaction (a call is a transaction)");
+        let m = timed(&name, 1, span, open, |_, rng, w: &mut RawWriter| {
+            w.transaction(&writers, rng, per_tx)
+                .map_err(|e| eprintln!("raw grouping ceiling: {e:#}"))
+                .is_ok()
+        })?;
+        runs.push(m);
+    }
+    writers.env.store.shutdown()?;
+    let grouped = runs.pop().ok_or_else(|| anyhow::anyhow!("no grouped run"))?;
+    let single = runs.pop().ok_or_else(|| anyhow::anyhow!("no single run"))?;
+    let ratio = grouped.ops_per_sec * RAW_GROUP as f64 / single.ops_per_sec;
+    Ok((single, grouped, ratio))
+}
+
 pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
     let mut section = Section::new("concurrency");
     let span =
@@ -152,8 +251,17 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
         "GET 1 reader ops/s / raw point read 1 thread ops/s".into(),
         r1.ops_per_sec / raw1.ops_per_sec,
     ));
+    eprintln!("concurrency: raw grouping ceiling");
+    let (raw_w1, raw_w8, raw_ratio) = raw_grouping(span)?;
+    section.figures.push((
+        format!(
+            "raw SET statements on one thread, {RAW_GROUP} per transaction / 1 per transaction \
+             (the most grouping can give on this machine)"
+        ),
+        raw_ratio,
+    ));
     section.figures.push(("seconds per timed run".into(), span.as_secs_f64()));
-    section.measurements.extend([w1, w8, f1, f8, r1, r2, raw1, raw2]);
+    section.measurements.extend([w1, w8, f1, f8, raw_w1, raw_w8, r1, r2, raw1, raw2]);
     normal.env.store.shutdown()?;
     full.env.store.shutdown()?;
     Ok(section)

@@ -413,9 +413,20 @@ impl Shared {
         if let Some(p) = ctx.cached_principal(id) {
             return Ok(p);
         }
-        let p = match self.principals.get(id, ctx.generation(), self.now()) {
+        let now = self.now();
+        let p = match self.principals.get(id, ctx.generation(), now) {
             Some(p) => p,
-            None => principal::load_at(ctx.conn(), id, ctx.generation())?,
+            None => {
+                let p = principal::load_at(ctx.conn(), id, ctx.generation())?;
+                // Before any job of the group changed grants, teams or statuses (each such
+                // change moves the generation), the transaction sees the committed ACL
+                // tables, so the principal is what a read would load: cache it, or an
+                // agent that only writes reloads itself on every write.
+                if ctx.acl_unchanged() {
+                    self.principals.insert(id.clone(), p.clone(), ctx.generation(), now);
+                }
+                p
+            }
         };
         ctx.remember_principal(id.clone(), p.clone());
         Ok(p)

@@ -162,6 +162,12 @@ impl<'c> WriteCtx<'c> {
         self.state.generation()
     }
 
+    /// Whether no job of the group has changed grants, teams or agent status so far: the
+    /// ACL tables the transaction sees are then the committed ones.
+    pub(crate) fn acl_unchanged(&self) -> bool {
+        self.state.generation == self.state.generation_start
+    }
+
     /// Records that this job changed grants, teams or agent status: every cached
     /// principal, here and in other processes, is stale once the group commits.
     pub(crate) fn bump_generation(&mut self) {

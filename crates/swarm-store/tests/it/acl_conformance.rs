@@ -272,6 +272,40 @@ fn a_revoke_takes_effect_on_the_next_call_even_with_a_warm_cache() {
 }
 
 #[test]
+fn an_agent_that_only_writes_is_loaded_once_and_still_sees_a_revoke() {
+    let w = world();
+    let peer = &w.agents["peer"];
+    let write = |name: &str| {
+        w.env.store.set(
+            peer,
+            &key("s1", "writes", name),
+            "x".into(),
+            &SetOptions::new().level(AclLevel::Swarm),
+        )
+    };
+    write("first").unwrap();
+    // An unrelated ACL change makes the cached principal stale: the next write reloads
+    // it, and the ones after that must not.
+    w.env.agent("newcomer", "s1", &[]);
+    write("reload").unwrap();
+    let before = w.env.store.acl_cache_stats();
+    for i in 0..5 {
+        write(&format!("again-{i}")).unwrap();
+    }
+    let after = w.env.store.acl_cache_stats();
+    assert_eq!(after.misses, before.misses, "a write reloaded a principal it had loaded");
+    assert!(after.hits >= before.hits + 5, "writes are not served from the cache");
+    let id = swarm_acl::AgentId::new("peer").unwrap();
+    for level in [AclLevel::Swarm, AclLevel::Public] {
+        w.env.store.revoke(&Identity::System, &id, ResourceType::Memory, level, None).unwrap();
+    }
+    assert!(
+        matches!(write("after-revoke"), Err(StoreError::PermissionDenied(_))),
+        "a write used the principal cached before the revoke"
+    );
+}
+
+#[test]
 fn expired_grants_stop_working_without_a_sweep() {
     let w = world();
     let k = key("s1", "exp", "sys");
