@@ -148,11 +148,18 @@ impl RawWriter {
     }
 }
 
-/// The raw grouping ceiling: one thread running [`RawWrites`] one per transaction, then
-/// [`RAW_GROUP`] per transaction, on a store file of its own. Returns the two measurements
-/// (each call one transaction) and the write throughput ratio.
-fn raw_grouping(span: Duration) -> anyhow::Result<(Measurement, Measurement, f64)> {
-    let writers = Writers::new(Env::open()?)?;
+/// The raw grouping ceiling: one thread running [`RawWriter`] one per transaction, then
+/// [`RAW_GROUP`] per transaction, on a store file of its own with `durability`. Returns the
+/// two measurements (each call one transaction) and the write throughput ratio.
+fn raw_grouping(
+    span: Duration,
+    durability: Durability,
+) -> anyhow::Result<(Measurement, Measurement, f64)> {
+    let writers = Writers::new(Env::open_with(|c| c.with_durability(durability))?)?;
+    let label = match durability {
+        Durability::Normal => "",
+        Durability::Full => " (synchronous=FULL)",
+    };
     let env = &writers.env;
     let open = |_| {
         let conn = fixture::raw_connection(&env.store, &env.path, false)?;
@@ -160,8 +167,9 @@ fn raw_grouping(span: Duration) -> anyhow::Result<(Measurement, Measurement, f64
     };
     let mut runs = Vec::new();
     for per_tx in [1, RAW_GROUP] {
-        let name =
-            format!("raw SET statements, {per_tx} per transaction (a call is a transaction)");
+        let name = format!(
+            "raw SET statements{label}, {per_tx} per transaction (a call is a transaction)"
+        );
         let m = timed(&name, 1, span, open, |_, rng, w: &mut RawWriter| {
             w.transaction(&writers, rng, per_tx)
                 .map_err(|e| eprintln!("raw grouping ceiling: {e:#}"))
@@ -252,16 +260,21 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<Section> {
         r1.ops_per_sec / raw1.ops_per_sec,
     ));
     eprintln!("concurrency: raw grouping ceiling");
-    let (raw_w1, raw_w8, raw_ratio) = raw_grouping(span)?;
-    section.figures.push((
-        format!(
-            "raw SET statements on one thread, {RAW_GROUP} per transaction / 1 per transaction \
-             (the most grouping can give on this machine)"
-        ),
-        raw_ratio,
-    ));
+    let (raw_w1, raw_w8, raw_ratio) = raw_grouping(span, Durability::Normal)?;
+    let (raw_f1, raw_f8, raw_full_ratio) = raw_grouping(span, Durability::Full)?;
+    for (durability, ratio) in [("", raw_ratio), (" with synchronous=FULL", raw_full_ratio)] {
+        section.figures.push((
+            format!(
+                "raw SET statements on one thread{durability}, {RAW_GROUP} per transaction / 1 \
+                 per transaction (the most grouping can give on this machine)"
+            ),
+            ratio,
+        ));
+    }
     section.figures.push(("seconds per timed run".into(), span.as_secs_f64()));
-    section.measurements.extend([w1, w8, f1, f8, raw_w1, raw_w8, r1, r2, raw1, raw2]);
+    section
+        .measurements
+        .extend([w1, w8, f1, f8, raw_w1, raw_w8, raw_f1, raw_f8, r1, r2, raw1, raw2]);
     normal.env.store.shutdown()?;
     full.env.store.shutdown()?;
     Ok(section)
