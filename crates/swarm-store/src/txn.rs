@@ -4,7 +4,7 @@ use rusqlite::Connection;
 use swarm_acl::{AgentId, Principal};
 
 use crate::audit::{self, AuditEntry, GENESIS};
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 
 const READ_META: &str = "SELECT \
     (SELECT value FROM meta WHERE key = 'acl_generation'), \
@@ -45,7 +45,10 @@ pub(crate) struct Mark {
 }
 
 impl GroupState {
-    pub(crate) fn begin(conn: &Connection) -> rusqlite::Result<Self> {
+    /// Reads the counters at the start of a group. A value no store writes (a negative
+    /// counter, a head hash that is not 32 bytes) is corruption, reported rather than
+    /// replaced: chaining from a made-up head would hide where the chain broke.
+    pub(crate) fn begin(conn: &Connection) -> Result<Self> {
         let (generation, offset, seq, hash, at): (
             i64,
             i64,
@@ -55,19 +58,27 @@ impl GroupState {
         ) = conn
             .prepare_cached(READ_META)?
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+        let counter = |what: &str, v: i64| {
+            u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} is {v}, below zero")))
+        };
         let audit_hash = match hash {
-            Some(h) => <[u8; 32]>::try_from(h.as_slice()).unwrap_or(GENESIS),
+            Some(h) => <[u8; 32]>::try_from(h.as_slice()).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "the newest audit row's hash is {} bytes, not 32: run `verify` on the audit log",
+                    h.len()
+                ))
+            })?,
             None => GENESIS,
         };
-        let generation = u64::try_from(generation).unwrap_or(0);
-        let audit_seq = seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-        let version_offset = u64::try_from(offset).unwrap_or(0);
+        let generation = counter("the ACL generation", generation)?;
+        let audit_seq = seq.map(|s| counter("the newest audit sequence number", s)).transpose()?;
+        let version_offset = counter("the version offset", offset)?;
         Ok(Self {
             version_offset,
             audit_at: at.unwrap_or(i64::MIN),
             generation,
             generation_start: generation,
-            audit_seq,
+            audit_seq: audit_seq.unwrap_or(0),
             audit_hash,
             head_unwitnessed: false,
             after_commit: Vec::new(),

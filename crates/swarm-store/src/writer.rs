@@ -209,6 +209,7 @@ impl Writer {
         let begun = with_busy_retry(&self.retry, &self.stats.busy_retries, || {
             exec(conn, "BEGIN IMMEDIATE")
         })
+        .map_err(StoreError::from)
         .and_then(|()| GroupState::begin(conn));
         let mut state = match begun {
             Ok(state) => state,
@@ -217,7 +218,7 @@ impl Writer {
                     let _ = exec(conn, "ROLLBACK");
                 }
                 drop(conn_guard);
-                let err = StoreError::from(e);
+                let err = e;
                 let finishes: Vec<Finish> = group
                     .iter()
                     .filter_map(|p| p.job.lock().take())
@@ -345,6 +346,7 @@ fn duplicate(e: &StoreError) -> StoreError {
     match e {
         StoreError::Busy => StoreError::Busy,
         StoreError::Closed => StoreError::Closed,
+        StoreError::Corrupt(what) => StoreError::Corrupt(what.clone()),
         other => StoreError::Database(other.to_string()),
     }
 }

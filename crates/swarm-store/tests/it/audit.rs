@@ -2,7 +2,7 @@
 //! reported.
 
 use swarm_acl::Identity;
-use swarm_store::{ChainProblem, SetOptions, Value};
+use swarm_store::{ChainProblem, SetOptions, StoreError, Value};
 
 use crate::fixtures::{Env, key, raw};
 
@@ -281,4 +281,44 @@ fn editing_a_records_version_is_reported() {
         let p = env.store.verify_audit().unwrap().problem;
         assert!(matches!(p, Some(ChainProblem::WitnessMismatch { .. })), "{edit}: {p:?}");
     }
+}
+
+/// A head the store could not have written (CHECK constraints switched off, then the file
+/// edited) stops every write with a corruption error instead of chaining from a made-up
+/// head, and nothing is written meanwhile.
+#[test]
+fn a_malformed_chain_head_or_counter_stops_writes_instead_of_being_replaced() {
+    let env = busy_env();
+    let a = env.agent("bob", "s1", &[]);
+    let conn = raw(env.path());
+    conn.pragma_update(None, "ignore_check_constraints", true).unwrap();
+    let rows = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0)).unwrap()
+    };
+    let write =
+        || env.store.set(&a, &key("s1", "n", "after"), Value::Integer(1), &SetOptions::new());
+    let head = "(SELECT max(seq) FROM audit_log)";
+    let hash: Vec<u8> = conn
+        .query_row(&format!("SELECT hash FROM audit_log WHERE seq = {head}"), [], |r| r.get(0))
+        .unwrap();
+    let generation: i64 = conn
+        .query_row("SELECT value FROM meta WHERE key = 'acl_generation'", [], |r| r.get(0))
+        .unwrap();
+    let set_hash = format!("UPDATE audit_log SET hash = ?1 WHERE seq = {head}");
+    let set_generation = "UPDATE meta SET value = ?1 WHERE key = 'acl_generation'";
+    type Edit<'e> = (&'e str, rusqlite::types::Value);
+    let cases: [(Edit<'_>, Edit<'_>, &str); 2] = [
+        ((&set_hash, hash[..31].to_vec().into()), (&set_hash, hash.clone().into()), "31 bytes"),
+        ((set_generation, (-3_i64).into()), (set_generation, generation.into()), "below zero"),
+    ];
+    for ((tamper, bad), (undo, good), what) in cases {
+        let before = rows(&conn);
+        conn.execute(tamper, [bad]).unwrap();
+        let e = write().unwrap_err();
+        assert!(matches!(&e, StoreError::Corrupt(m) if m.contains(what)), "{e}");
+        assert_eq!(rows(&conn), before, "a write went through on a corrupt head");
+        conn.execute(undo, [good]).unwrap();
+    }
+    write().unwrap();
+    assert!(env.store.verify_audit().unwrap().is_intact());
 }
