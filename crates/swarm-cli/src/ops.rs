@@ -310,14 +310,13 @@ pub(crate) fn rotate_key(g: &Global, a: &RotateArgs) -> Result<Reply> {
             .map(|id| id.get())
             .filter(|id| !in_use.contains(id) && Some(*id) != active)
             .collect();
-        // A process loads the keyring when it opens the database: one opened before the
-        // rotation has no key for the rows just re-sealed, and seals new rows with the
-        // old key, until it is restarted.
-        let restart = format!(
-            "restart every long-running process that opened the database before this rotation (MCP servers, applications embedding swarm-memory): they loaded the key file when they opened it, so until restarted they cannot read records re-sealed under key {} and keep sealing new records with the old key; then run `swarm-memory rotate-key --resume` to re-seal those",
+        // Processes that opened the database with this key file read it again within about
+        // a second of the new key becoming active; one given the key another way cannot.
+        let others = format!(
+            "long-running processes that opened the database with {kf} (MCP servers, applications embedding swarm-memory) read it again within about a second and go on with key {}; restart any that were given the key another way (as text or as a keyring in code). If the key report still shows rows under an older key, run `swarm-memory rotate-key --resume`",
             output::opt(active)
         );
-        let _ = writeln!(text, "{restart}");
+        let _ = writeln!(text, "{others}");
         let doc = json!({
             "key_file": kf,
             "added_key_id": added,
@@ -325,10 +324,10 @@ pub(crate) fn rotate_key(g: &Global, a: &RotateArgs) -> Result<Reply> {
             "rotation": to_json(&report)?,
             "keys": to_json(&keys)?,
             "unused_key_ids": unused,
-            "restart_required": {
-                "processes": "every long-running process that opened the database before this rotation (MCP servers, applications embedding swarm-memory)",
-                "reason": "the keyring is loaded when the database is opened",
-                "message": restart,
+            "other_processes": {
+                "key_file_readers": "processes that opened the database with this key file read it again within about a second",
+                "restart_required": "processes given the key another way (as text or as a keyring in code)",
+                "message": others,
             },
         });
         let mut reply = Reply::new(doc, text);

@@ -99,6 +99,19 @@ pub(crate) fn read_secret_bytes(
     }
 }
 
+/// A key file as the store's keyring source: read again (under the shared lock, with the
+/// same permission checks as at open) when another process has rotated the key.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pub(crate) path: std::path::PathBuf,
+}
+
+impl swarm_store::KeyringSource for Source {
+    fn load(&self) -> std::result::Result<Keyring, String> {
+        read(&self.path).map_err(|e| e.to_string())
+    }
+}
+
 /// Reads a key file into a keyring.
 pub fn read(path: &Path) -> Result<Keyring> {
     read_key_bytes(path).map(|(_, ring)| ring)

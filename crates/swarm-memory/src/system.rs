@@ -128,6 +128,11 @@ impl SwarmMemory {
         if let Some(k) = keyring {
             config = config.with_keyring(k);
         }
+        if let Some(path) = &key_file {
+            // A rotation by another process (`swarm-memory rotate-key`) appends a key to
+            // this file: the store reads it again and goes on, no restart needed.
+            config = config.with_keyring_source(Arc::new(keyfile::Source { path: path.clone() }));
+        }
         if let Some(c) = &b.clock {
             config = config.with_clock(Arc::clone(c));
         }

@@ -75,6 +75,19 @@ impl Default for Limits {
 /// OS page cache instead of a `pread` and a copy per page (docs/DECISIONS.md).
 pub const DEFAULT_MMAP_SIZE: u64 = 0x7fff_0000;
 
+/// Where a running store reads its keyring again (a key file, read anew on each call).
+///
+/// The store asks when the database's active key is one its keyring does not make active
+/// (another process rotated the key) or when it meets an envelope sealed under a key it
+/// does not hold; at most once a second either way. It adopts the answer only if it holds
+/// every key the store holds, unchanged, and agrees with the check values the database
+/// records; it then seals with the key the database records as active, if it has it. Any
+/// other answer is logged and ignored: the store keeps its keys.
+pub trait KeyringSource: Send + Sync + std::fmt::Debug {
+    /// The keyring as it is now.
+    fn load(&self) -> std::result::Result<Keyring, String>;
+}
+
 /// Everything a store needs to open. Built from [`StoreConfig::file`] or
 /// [`StoreConfig::memory`] and refined with the `with_*` methods.
 #[derive(Clone, Debug)]
@@ -87,6 +100,7 @@ pub struct StoreConfig {
     pub(crate) readers: u32,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keyring: Option<Arc<Keyring>>,
+    pub(crate) keyring_source: Option<Arc<dyn KeyringSource>>,
     pub(crate) codec: CodecConfig,
     pub(crate) encrypt_up_to: Option<AclLevel>,
     pub(crate) limits: Limits,
@@ -132,6 +146,7 @@ impl StoreConfig {
             readers: 4,
             clock: Arc::new(SystemClock),
             keyring: None,
+            keyring_source: None,
             codec: CodecConfig::default(),
             encrypt_up_to: Some(AclLevel::Team),
             limits: Limits::default(),
@@ -191,6 +206,15 @@ impl StoreConfig {
     /// The keyring encrypted values are sealed and opened with.
     pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
         self.keyring = Some(keyring);
+        self
+    }
+
+    /// Where to read the keyring again when another process rotates the database's key
+    /// (a key file): the store then opens records re-sealed under the new key and seals
+    /// new ones with it, without a restart. Without a source, a store keeps the keyring it
+    /// was opened with. See [`KeyringSource`].
+    pub fn with_keyring_source(mut self, source: Arc<dyn KeyringSource>) -> Self {
+        self.keyring_source = Some(source);
         self
     }
 

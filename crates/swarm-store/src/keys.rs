@@ -223,13 +223,13 @@ fn reseal(shared: &Shared, row: &SealedRow, active: i64) -> Result<Resealed> {
     let header = swarm_codec::inspect(&row.envelope).map_err(codec_err)?;
     if !header.is_encrypted() {
         let plain = zeroize::Zeroizing::new(
-            shared.codec.decode(&row.envelope, &row.aad).map_err(codec_err)?,
+            shared.codec().decode(&row.envelope, &row.aad).map_err(codec_err)?,
         );
         let envelope =
-            shared.codec.encode(&plain, Seal::Encrypt { aad: &row.aad }).map_err(codec_err)?;
+            shared.codec().encode(&plain, Seal::Encrypt { aad: &row.aad }).map_err(codec_err)?;
         return Ok(Resealed::New { envelope, key_id: active, was_plain: true });
     }
-    match shared.codec.reencrypt(&row.envelope, &row.aad).map_err(codec_err)? {
+    match shared.codec().reencrypt(&row.envelope, &row.aad).map_err(codec_err)? {
         Some(envelope) => Ok(Resealed::New { envelope, key_id: active, was_plain: false }),
         None => Ok(Resealed::FixColumn(header.key_id().map(|k| i64::from(k.get())))),
     }
@@ -481,9 +481,9 @@ fn pending(conn: &Connection, active: i64, max_level: i64) -> Result<SealedCount
 fn open_sealed(shared: &Shared, level: i64, envelope: &[u8], aad: &[u8]) -> bool {
     let encrypted_level = AclLevel::from_i64(level).is_ok_and(|l| shared.encrypts_level(l));
     let opened: std::result::Result<Vec<u8>, CodecError> = if encrypted_level {
-        shared.codec.decode_encrypted(envelope, aad)
+        shared.codec().decode_encrypted(envelope, aad)
     } else {
-        shared.codec.decode(envelope, aad)
+        shared.codec().decode(envelope, aad)
     };
     opened.is_ok()
 }
@@ -519,7 +519,8 @@ impl Store {
     ) -> Result<RotationReport> {
         self.require_system(who, "key rotation")?;
         let shared = &self.shared;
-        let Some(keyring) = shared.codec.keyring() else {
+        let codec = shared.codec();
+        let Some(keyring) = codec.keyring() else {
             return Err(StoreError::invalid("no keyring configured: nothing to rotate to"));
         };
         let active = i64::from(keyring.active_id().get());
@@ -569,7 +570,7 @@ impl Store {
     pub fn key_report(&self, who: &Identity) -> Result<KeyReport> {
         let shared = &self.shared;
         let max_level = shared.config.encrypt_up_to.map_or(0, |l| i64::from(l.as_u8()));
-        let keyring = shared.codec.keyring().cloned();
+        let keyring = shared.codec().keyring().cloned();
         let (keys, plaintext) = shared.read_snapshot_as(who, |conn, p| {
             if !p.is_system() {
                 return Err(StoreError::PermissionDenied(
@@ -662,6 +663,105 @@ fn sample_opens(conn: &Connection, shared: &Shared, kind: SealedKind, key_id: i6
         Err(StoreError::Corrupt(_)) => false,
         Err(e) => return Err(e),
     })
+}
+
+/// How often a store reads its keyring again, at most.
+const KEYRING_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Shared {
+    /// Whether the database's active key (as `encryption_keys` records it) is one the
+    /// codec does not seal with: another process rotated the key. False without a keyring
+    /// source, or when the database records none.
+    pub(crate) fn key_rotated_elsewhere(&self) -> Result<bool> {
+        if self.config.keyring_source.is_none() {
+            return Ok(false);
+        }
+        let Some(active) = self.codec().keyring().map(|k| k.active_id().get()) else {
+            return Ok(false);
+        };
+        let conn = self.pool.get()?;
+        let recorded: Option<u32> = conn
+            .prepare_cached("SELECT key_id FROM encryption_keys WHERE status = 'active'")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        Ok(recorded.is_some_and(|id| id != active))
+    }
+
+    /// Reads the keyring again from the configured source and installs it if it keeps
+    /// every key the codec holds, unchanged, and agrees with the database's check values;
+    /// it then seals with the key the database records as active, if it holds it (else
+    /// with the active key it had). At most once a second; returns whether a keyring was
+    /// installed. A keyring that fails a check is logged and ignored.
+    pub(crate) fn refresh_keyring(&self) -> bool {
+        let Some(source) = &self.config.keyring_source else { return false };
+        {
+            let mut last = self.keyring_read_at.lock();
+            if last.is_some_and(|at| at.elapsed() < KEYRING_READ_EVERY) {
+                return false;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let adopted = source
+            .load()
+            .map_err(StoreError::invalid)
+            .and_then(|fresh| self.check_fresh_keyring(fresh));
+        match adopted {
+            Ok(fresh) => {
+                tracing::info!(
+                    keys = ?fresh.ids().map(KeyId::get).collect::<Vec<_>>(),
+                    active = fresh.active_id().get(),
+                    "read the keyring again after a key rotation"
+                );
+                self.install_keyring(fresh);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the keyring read again was not used; keeping the keys held");
+                false
+            }
+        }
+    }
+
+    fn check_fresh_keyring(&self, mut fresh: swarm_codec::Keyring) -> Result<swarm_codec::Keyring> {
+        let codec = self.codec();
+        let Some(held) = codec.keyring() else {
+            return Err(StoreError::invalid("the store was opened without a keyring"));
+        };
+        for id in held.ids() {
+            if fresh.key_check(id).is_none() || fresh.key_check(id) != held.key_check(id) {
+                return Err(StoreError::invalid(format!(
+                    "key {} is missing or different in the keyring read again",
+                    id.get()
+                )));
+            }
+        }
+        // A connection of its own: the read that asked may hold a pooled one, maybe the
+        // pool's last.
+        let conn = self.target.open_reader(&self.config)?;
+        let mut stmt = conn.prepare("SELECT check_value FROM encryption_keys WHERE key_id = ?1")?;
+        for id in fresh.ids() {
+            let recorded: Option<Vec<u8>> = stmt.query_row([id.get()], |r| r.get(0)).optional()?;
+            if let (Some(recorded), Some(check)) = (recorded, fresh.key_check(id))
+                && recorded.as_slice() != check.as_slice()
+            {
+                return Err(StoreError::invalid(format!(
+                    "key {} of the keyring read again is not the key the database recorded",
+                    id.get()
+                )));
+            }
+        }
+        let recorded_active: Option<u32> = conn
+            .query_row("SELECT key_id FROM encryption_keys WHERE status = 'active'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let active = match recorded_active.map(KeyId::new) {
+            Some(id) if fresh.contains(id) => id,
+            _ => held.active_id(),
+        };
+        fresh.set_active(active).map_err(|e| StoreError::invalid(e.to_string()))?;
+        Ok(fresh)
+    }
 }
 
 #[cfg(test)]

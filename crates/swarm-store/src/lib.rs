@@ -63,7 +63,7 @@ mod writer;
 pub use audit::{AuditPage, AuditQuery, AuditRow, ChainProblem, Outcome, VerifyReport};
 pub use baseline::{Baseline, BaselineReader};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{DEFAULT_MMAP_SIZE, Durability, Limits, Location, StoreConfig};
+pub use config::{DEFAULT_MMAP_SIZE, Durability, KeyringSource, Limits, Location, StoreConfig};
 pub use conn::PragmaReport;
 pub use domain::artifacts::{Artifact, ArtifactFilter, ArtifactInfo, ArtifactSpec};
 pub use domain::conflicts::{Conflict, ConflictFilter};

@@ -66,6 +66,13 @@ fn tick(shared: &Arc<Shared>, s: &mut Schedule) {
         }
     }
     checkpoint_if_large(shared, s);
+    match shared.key_rotated_elsewhere() {
+        Ok(true) => {
+            shared.refresh_keyring();
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "checking the database's active key failed"),
+    }
     if let Some(every) = shared.config.sweep_interval
         && s.last_sweep.elapsed() >= every
     {

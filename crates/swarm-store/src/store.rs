@@ -47,7 +47,11 @@ pub(crate) struct Shared {
     pub(crate) config: StoreConfig,
     pub(crate) target: Target,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) codec: Codec,
+    /// Replaced when the keyring is read again from its source (another process rotated
+    /// the key); read through [`Shared::codec`].
+    codec: arc_swap::ArcSwap<Codec>,
+    /// When the keyring was last read again (at most once a second).
+    pub(crate) keyring_read_at: Mutex<Option<std::time::Instant>>,
     pub(crate) pool: crate::conn::ReadPool,
     pub(crate) writer: Writer,
     pub(crate) principals: AclCache<AgentId, Principal>,
@@ -149,7 +153,8 @@ impl Store {
         let shared = Arc::new(Shared {
             principals: AclCache::new(config.acl_cache_ttl_ms, 100_000),
             clock: Arc::clone(&config.clock),
-            codec,
+            codec: arc_swap::ArcSwap::from_pointee(codec),
+            keyring_read_at: Mutex::new(None),
             pool,
             writer,
             pragmas,
@@ -279,6 +284,34 @@ impl Shared {
 
     pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// The codec as of now (its keyring may be replaced by [`Shared::refresh_keyring`]).
+    pub(crate) fn codec(&self) -> arc_swap::Guard<Arc<Codec>> {
+        self.codec.load()
+    }
+
+    /// The codec to open `envelope` with: if the envelope names a key the keyring lacks,
+    /// the keyring is read again from its source first (another process may have
+    /// rotated the key and re-sealed the row).
+    pub(crate) fn codec_for(&self, envelope: &[u8]) -> arc_swap::Guard<Arc<Codec>> {
+        let codec = self.codec.load();
+        if self.config.keyring_source.is_none() {
+            return codec;
+        }
+        let missing = swarm_codec::inspect(envelope)
+            .ok()
+            .and_then(|h| h.key_id())
+            .is_some_and(|id| !codec.keyring().is_some_and(|k| k.contains(id)));
+        if missing && self.refresh_keyring() {
+            return self.codec.load();
+        }
+        codec
+    }
+
+    /// Replaces the codec's keyring with `fresh`.
+    pub(crate) fn install_keyring(&self, fresh: swarm_codec::Keyring) {
+        self.codec.store(Arc::new(Codec::new(self.config.codec.clone(), Some(Arc::new(fresh)))));
     }
 
     /// Sizes of the database file and its WAL (0 for in-memory databases).

@@ -180,11 +180,12 @@ fn rotate_key_reencrypts_everything_under_a_new_key() {
     );
     // Key 1 seals nothing any more, and the operator is told so.
     assert_eq!(doc["unused_key_ids"], serde_json::json!([1]));
-    // The operator learns that processes opened before the rotation must be restarted.
-    let restart = doc["restart_required"]["message"].as_str().unwrap();
-    assert!(restart.contains("restart every long-running process"), "{restart}");
-    assert!(restart.contains("MCP servers") && restart.contains("key 2"), "{restart}");
-    assert!(doc["restart_required"]["reason"].as_str().unwrap().contains("loaded"));
+    // The operator learns what running processes do: those with the key file go on with
+    // the new key, others must be restarted.
+    let others = doc["other_processes"]["message"].as_str().unwrap();
+    assert!(others.contains("read it again") && others.contains("key 2"), "{others}");
+    assert!(others.contains("restart any that were given the key another way"), "{others}");
+    assert!(doc["other_processes"]["restart_required"].as_str().unwrap().contains("as text"));
     assert!(r.stderr.contains("no record is sealed with key 1 any more"), "{}", r.stderr);
     let key_lines = std::fs::read_to_string(env.path("swarm-memory.db.key")).unwrap();
     let ids: Vec<&str> = key_lines
@@ -228,7 +229,7 @@ fn rotate_key_reencrypts_everything_under_a_new_key() {
     );
     assert!(text.stdout.contains("artifact  1"), "{}", text.stdout);
     assert!(
-        text.stdout.contains("restart every long-running process that opened the database before this rotation (MCP servers"),
+        text.stdout.contains("(MCP servers, applications embedding swarm-memory) read it again within about a second and go on with key 3"),
         "{}",
         text.stdout
     );

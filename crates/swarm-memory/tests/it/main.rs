@@ -62,6 +62,35 @@ fn a_new_database_gets_a_private_key_file_and_reopens_with_it() {
 }
 
 #[test]
+fn a_running_system_goes_on_after_another_rotates_its_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = open(&dir);
+    let reg = running.register_agent(AgentSpec::new("ann", "worker").unwrap()).unwrap();
+    let s = running.act_as(&reg.agent.id).unwrap();
+    let mem = running.create_memory_adapter(&s, "n").unwrap();
+    mem.set("before", "sealed with key 1", &SetOptions::new()).unwrap();
+    // What `swarm-memory rotate-key` does, from another handle: a key appended to the
+    // key file, the database opened with it, every sealed row re-sealed.
+    let key_file = running.key_file().unwrap().to_path_buf();
+    assert_eq!(swarm_memory::keyfile::append_new_key(&key_file).unwrap().get(), 2);
+    let rotating = open(&dir);
+    let report = rotating.store().rotate_keys(&Identity::System, 100, |_| {}).unwrap();
+    assert!(report.reencrypted >= 1 && report.remaining == 0, "{report:?}");
+    // The running system reads the re-sealed record and seals new ones with key 2.
+    assert_eq!(mem.get("before").unwrap(), Some(Value::from("sealed with key 1")));
+    mem.set("after", "sealed with key 2", &SetOptions::new()).unwrap();
+    let keys = rotating.store().key_report(&Identity::System).unwrap();
+    assert_eq!(keys.active, Some(2));
+    assert_eq!(
+        keys.keys.iter().map(|k| k.key_id).collect::<Vec<_>>(),
+        [2],
+        "a row is still sealed with key 1: {keys:?}"
+    );
+    rotating.graceful_shutdown().unwrap();
+    running.graceful_shutdown().unwrap();
+}
+
+#[test]
 fn a_wrong_key_from_the_environment_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let system = open(&dir);

@@ -274,9 +274,9 @@ impl Store {
                 let aad = payload_aad("artifact", &swarm, &id, &scope);
                 let codec_err = |source| StoreError::Codec { key: format!("artifact {id}"), source };
                 let sealed = if shared.encrypts_level(scope.level) {
-                    shared.codec.encode(&spec.content, Seal::Encrypt { aad: &aad }).map_err(codec_err)?
+                    shared.codec().encode(&spec.content, Seal::Encrypt { aad: &aad }).map_err(codec_err)?
                 } else {
-                    shared.codec.encode(&spec.content, Seal::Plain).map_err(codec_err)?
+                    shared.codec().encode(&spec.content, Seal::Plain).map_err(codec_err)?
                 };
                 let hash = stored_hash(shared, scope.level, &spec.content, &sealed);
                 let key_id = swarm_codec::inspect(&sealed).map_err(codec_err)?.key_id().map(|k| i64::from(k.get()));
@@ -375,9 +375,9 @@ impl Store {
         let aad = payload_aad("artifact", &info.swarm, &info.id, &scope);
         let codec_err = |source| StoreError::Codec { key: format!("artifact {}", info.id), source };
         let content = if self.shared.encrypts_level(info.level) {
-            self.shared.codec.decode_encrypted(&sealed, &aad).map_err(codec_err)?
+            self.shared.codec_for(&sealed).decode_encrypted(&sealed, &aad).map_err(codec_err)?
         } else {
-            self.shared.codec.decode(&sealed, &aad).map_err(codec_err)?
+            self.shared.codec_for(&sealed).decode(&sealed, &aad).map_err(codec_err)?
         };
         let content_hash = blake3::hash(&content).to_hex().to_string();
         Ok(Some(Artifact { info, content, content_hash }))

@@ -254,9 +254,12 @@ impl RawEvent {
         let aad = payload_aad("event", &swarm, &self.id, &scope);
         let codec_err = |source| StoreError::Codec { key: format!("event {}", self.id), source };
         let bytes = if shared.encrypts_level(scope.level) {
-            shared.codec.decode_encrypted(&self.payload, &aad).map_err(codec_err)?
+            shared
+                .codec_for(&self.payload)
+                .decode_encrypted(&self.payload, &aad)
+                .map_err(codec_err)?
         } else {
-            shared.codec.decode(&self.payload, &aad).map_err(codec_err)?
+            shared.codec_for(&self.payload).decode(&self.payload, &aad).map_err(codec_err)?
         };
         let payload = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::Corrupt(format!("event {} payload: {e}", self.id)))?;
@@ -309,9 +312,9 @@ pub(crate) fn publish_in_tx(
     let aad = payload_aad("event", &e.swarm, &id, &e.scope);
     let codec_err = |source| StoreError::Codec { key: format!("event {id}"), source };
     let sealed = if shared.encrypts_level(e.scope.level) {
-        shared.codec.encode(&bytes, Seal::Encrypt { aad: &aad }).map_err(codec_err)?
+        shared.codec().encode(&bytes, Seal::Encrypt { aad: &aad }).map_err(codec_err)?
     } else {
-        shared.codec.encode(&bytes, Seal::Plain).map_err(codec_err)?
+        shared.codec().encode(&bytes, Seal::Plain).map_err(codec_err)?
     };
     let key_id =
         swarm_codec::inspect(&sealed).map_err(codec_err)?.key_id().map(|k| i64::from(k.get()));

@@ -365,11 +365,11 @@ impl Shared {
         if self.encrypts(scope.level) {
             let aad = aad_for(key, scope, vt);
             let env =
-                self.codec.encode(plaintext, Seal::Encrypt { aad: &aad }).map_err(codec_err)?;
+                self.codec().encode(plaintext, Seal::Encrypt { aad: &aad }).map_err(codec_err)?;
             let key_id = swarm_codec::inspect(&env).map_err(codec_err)?.key_id().map(|k| k.get());
             Ok((env, key_id))
         } else {
-            Ok((self.codec.encode(plaintext, Seal::Plain).map_err(codec_err)?, None))
+            Ok((self.codec().encode(plaintext, Seal::Plain).map_err(codec_err)?, None))
         }
     }
 
@@ -385,7 +385,7 @@ impl Shared {
         // put by someone other than the store (or predates the policy, and `rotate-key`
         // encrypts it), and is refused rather than trusted.
         let plain = self
-            .codec
+            .codec_for(envelope)
             .decode_with(envelope, self.encrypts(scope.level), || aad_for(key, scope, vt))
             .map_err(|source| StoreError::Codec { key: key.to_string(), source })?;
         Value::from_bytes(vt, plain)
@@ -405,7 +405,7 @@ impl Shared {
         // Encrypted envelopes required where the policy encrypts, as in `open`.
         let mut encrypted = false;
         let plain = self
-            .codec
+            .codec_for(&envelope)
             .decode_owned(envelope, self.encrypts(scope.level), || {
                 encrypted = true;
                 aad_for(key, scope, vt)

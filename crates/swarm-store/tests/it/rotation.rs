@@ -326,3 +326,102 @@ fn the_key_report_finds_an_artifact_or_event_that_does_not_open() {
     );
     s2.shutdown().unwrap();
 }
+
+/// What a key file read again gives: the test changes it as a rotation would.
+#[derive(Debug)]
+struct KeyFile(std::sync::Mutex<Arc<Keyring>>);
+
+impl KeyFile {
+    fn new(ring: Arc<Keyring>) -> Arc<Self> {
+        Arc::new(Self(std::sync::Mutex::new(ring)))
+    }
+
+    fn replace(&self, ring: Arc<Keyring>) {
+        *self.0.lock().unwrap() = ring;
+    }
+}
+
+impl swarm_store::KeyringSource for KeyFile {
+    fn load(&self) -> Result<Keyring, String> {
+        Ok(Keyring::clone(&self.0.lock().unwrap()))
+    }
+}
+
+/// The key id a record's stored envelope names, read from the envelope itself.
+fn record_key_id(path: &std::path::Path, name: &str) -> Option<u32> {
+    let blob: Vec<u8> = raw(path)
+        .query_row("SELECT value FROM memory WHERE key = ?1", [name], |r| r.get(0))
+        .unwrap();
+    swarm_codec::inspect(&blob).unwrap().key_id().map(KeyId::get)
+}
+
+#[test]
+fn a_running_store_reads_re_sealed_rows_and_seals_with_the_new_key_after_a_rotation_elsewhere() {
+    let file = KeyFile::new(crate::fixtures::keyring());
+    // One read connection: reading the keyring again must not need a second one.
+    let env = Env::with_config(|c| c.with_keyring_source(file.clone()).with_readers(1));
+    let w = populate(&env, 9);
+    let ann = Identity::Agent(swarm_acl::AgentId::new("ann").unwrap());
+    // Another process adds key 2 to the key file and rotates: every sealed row is now
+    // under key 2, which this store has never held.
+    file.replace(keyring_1_2());
+    let other = open(env.path(), keyring_1_2());
+    let report = other.rotate_keys(&Identity::System, 100, |_| {}).unwrap();
+    assert_eq!(report.remaining, 0);
+    assert_eq!(sealed_under(env.path(), 1), [0, 0, 0]);
+    assert_readable(&env.store, &w);
+    // And what it writes now is sealed with key 2, the active key.
+    env.store.set(&ann, &key("s1", "rot", "after"), "new".into(), &SetOptions::new()).unwrap();
+    assert_eq!(record_key_id(env.path(), "after"), Some(2));
+    other.shutdown().unwrap();
+}
+
+#[test]
+fn a_running_store_starts_sealing_with_the_new_active_key_without_reading_a_re_sealed_row() {
+    let file = KeyFile::new(crate::fixtures::keyring());
+    let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
+    let ann = env.agent("ann", "s1", &[]);
+    file.replace(keyring_1_2());
+    // Opening with key 2 active records it as the database's active key; the running
+    // store notices on its maintenance thread (every 250 ms, key file read at most once
+    // a second).
+    let other = open(env.path(), keyring_1_2());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut i = 0;
+    loop {
+        let name = format!("w{i}");
+        env.store.set(&ann, &key("s1", "rot", &name), "x".into(), &SetOptions::new()).unwrap();
+        if record_key_id(env.path(), &name) == Some(2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still sealing with key 1 after 20 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        i += 1;
+    }
+    other.shutdown().unwrap();
+}
+
+#[test]
+fn a_keyring_read_again_that_changes_a_held_key_is_not_used() {
+    let file = KeyFile::new(crate::fixtures::keyring());
+    let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
+    let w = populate(&env, 3);
+    // Key 2 sealed the rows, but the key file now holds another key 1.
+    let mut forged = Keyring::new(KeyId::new(1), Key::from_bytes(&[9; 32]).unwrap());
+    forged.insert(KeyId::new(2), Key::from_bytes(&[42; 32]).unwrap()).unwrap();
+    forged.set_active(KeyId::new(2)).unwrap();
+    let other = open(env.path(), keyring_1_2());
+    other.rotate_keys(&Identity::System, 100, |_| {}).unwrap();
+    file.replace(Arc::new(forged));
+    let ann = Identity::Agent(swarm_acl::AgentId::new("ann").unwrap());
+    let (k, _) = &w.records[0];
+    let e = env.store.get(&ann, &key("s1", "rot", k)).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Codec { source: swarm_codec::CodecError::UnknownKeyId(id), .. } if id.get() == 2),
+        "{e}"
+    );
+    // Still sealing with the key it holds.
+    env.store.set(&ann, &key("s1", "rot", "after"), "new".into(), &SetOptions::new()).unwrap();
+    assert_eq!(record_key_id(env.path(), "after"), Some(1));
+    other.shutdown().unwrap();
+}
