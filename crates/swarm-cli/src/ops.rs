@@ -273,6 +273,15 @@ pub(crate) fn rotate_key(g: &Global, a: &RotateArgs) -> Result<Reply> {
             let bar = Bar::new("re-encrypting", "records");
             store.rotate_keys(&Identity::System, a.batch, |p| bar.show(p))?
         };
+        // Running processes with the key file switch to the new key within a second or
+        // so; a second pass after that re-seals what they sealed with the old key
+        // meanwhile, so that the key report below is true of every process.
+        let report = if added.is_some() {
+            std::thread::sleep(swarm_memory::Store::KEYRING_SWITCH);
+            report.then(store.rotate_keys(&Identity::System, a.batch, |_| {})?)
+        } else {
+            report
+        };
         let keys = store.key_report(&Identity::System)?;
         let active = keys.active;
         let kf = key_file.display().to_string();
@@ -313,7 +322,7 @@ pub(crate) fn rotate_key(g: &Global, a: &RotateArgs) -> Result<Reply> {
         // Processes that opened the database with this key file read it again within about
         // a second of the new key becoming active; one given the key another way cannot.
         let others = format!(
-            "long-running processes that opened the database with {kf} (MCP servers, applications embedding swarm-memory) read it again within about a second and go on with key {}; restart any that were given the key another way (as text or as a keyring in code). If the key report still shows rows under an older key, run `swarm-memory rotate-key --resume`",
+            "long-running processes that opened the database with {kf} (MCP servers, applications embedding swarm-memory) read it again within about a second and go on with key {} (this run waited for them, then re-sealed once more); restart any that were given the key another way (as text or as a keyring in code). If the key report still shows rows under an older key, run `swarm-memory rotate-key --resume`",
             output::opt(active)
         );
         let _ = writeln!(text, "{others}");

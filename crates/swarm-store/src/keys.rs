@@ -116,6 +116,24 @@ pub struct RotationReport {
 }
 
 impl RotationReport {
+    /// This run followed by `later`, as one: rows done add up, what remains is `later`'s.
+    #[must_use]
+    pub fn then(self, later: RotationReport) -> RotationReport {
+        let kind = |a: KindRotation, b: KindRotation| KindRotation {
+            reencrypted: a.reencrypted + b.reencrypted,
+            encrypted: a.encrypted + b.encrypted,
+            remaining: b.remaining,
+        };
+        RotationReport {
+            reencrypted: self.reencrypted + later.reencrypted,
+            encrypted: self.encrypted + later.encrypted,
+            remaining: later.remaining,
+            memory: kind(self.memory, later.memory),
+            artifacts: kind(self.artifacts, later.artifacts),
+            events: kind(self.events, later.events),
+        }
+    }
+
     /// The figures of one kind.
     pub fn kind(&self, kind: SealedKind) -> &KindRotation {
         match kind {
@@ -218,19 +236,31 @@ enum Resealed {
     FixColumn(Option<i64>),
 }
 
-fn reseal(shared: &Shared, row: &SealedRow, active: i64) -> Result<Resealed> {
+fn reseal(shared: &Shared, row: &SealedRow) -> Result<Resealed> {
     let codec_err = |source| StoreError::Codec { key: row.name.clone(), source };
+    // One codec for the row, and the key id read from the envelope it made: if the keyring
+    // is replaced meanwhile (read again after a rotation elsewhere), the column still
+    // names the key that sealed the row.
+    let codec = shared.codec();
+    let sealed_with = |envelope: &[u8]| -> Result<i64> {
+        let key_id = swarm_codec::inspect(envelope).map_err(codec_err)?.key_id();
+        key_id.map(|k| i64::from(k.get())).ok_or_else(|| {
+            StoreError::Corrupt(format!("re-sealing {} made a plain envelope", row.name))
+        })
+    };
     let header = swarm_codec::inspect(&row.envelope).map_err(codec_err)?;
     if !header.is_encrypted() {
-        let plain = zeroize::Zeroizing::new(
-            shared.codec().decode(&row.envelope, &row.aad).map_err(codec_err)?,
-        );
-        let envelope =
-            shared.codec().encode(&plain, Seal::Encrypt { aad: &row.aad }).map_err(codec_err)?;
-        return Ok(Resealed::New { envelope, key_id: active, was_plain: true });
+        let plain =
+            zeroize::Zeroizing::new(codec.decode(&row.envelope, &row.aad).map_err(codec_err)?);
+        let envelope = codec.encode(&plain, Seal::Encrypt { aad: &row.aad }).map_err(codec_err)?;
+        let key_id = sealed_with(&envelope)?;
+        return Ok(Resealed::New { envelope, key_id, was_plain: true });
     }
-    match shared.codec().reencrypt(&row.envelope, &row.aad).map_err(codec_err)? {
-        Some(envelope) => Ok(Resealed::New { envelope, key_id: active, was_plain: false }),
+    match codec.reencrypt(&row.envelope, &row.aad).map_err(codec_err)? {
+        Some(envelope) => {
+            let key_id = sealed_with(&envelope)?;
+            Ok(Resealed::New { envelope, key_id, was_plain: false })
+        }
         None => Ok(Resealed::FixColumn(header.key_id().map(|k| i64::from(k.get())))),
     }
 }
@@ -431,7 +461,7 @@ fn run_batch(
             cursor = at.clone();
             // Gone since it was listed (deleted or swept in this transaction): nothing to do.
             let Some(row) = load(ctx.conn(), kind, at)? else { continue };
-            match reseal(shared, &row, active)? {
+            match reseal(shared, &row)? {
                 Resealed::New { envelope, key_id, was_plain } => {
                     write_back(ctx.conn(), kind, at, Some(&envelope), Some(key_id))?;
                     if was_plain {
@@ -665,64 +695,95 @@ fn sample_opens(conn: &Connection, shared: &Shared, kind: SealedKind, key_id: i6
     })
 }
 
+/// What reading the keyring again came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// A keyring with new keys or a new active key is in use.
+    Installed,
+    /// The source gave the keys already held, with the same active key.
+    NothingNew,
+    /// The source's keyring failed a check (logged) and was not used.
+    Refused,
+    /// Read less than a second ago: not read.
+    TooSoon,
+    /// The store has no keyring source.
+    NoSource,
+}
+
 /// How often a store reads its keyring again, at most.
 const KEYRING_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+impl Store {
+    /// How long after the database records a new active key a running store that reads
+    /// its keyring from a source (a key file) seals with it: its maintenance thread looks
+    /// every 250 ms and reads the source at most once a second, so within about 1.25 s;
+    /// this leaves room for a retry. A rotation that waits this long and runs once more
+    /// also re-seals what such stores sealed with the old key before they switched.
+    pub const KEYRING_SWITCH: std::time::Duration = std::time::Duration::from_millis(2_500);
+}
+
 impl Shared {
-    /// Whether the database's active key (as `encryption_keys` records it) is one the
-    /// codec does not seal with: another process rotated the key. False without a keyring
-    /// source, or when the database records none.
-    pub(crate) fn key_rotated_elsewhere(&self) -> Result<bool> {
+    /// The key the database records as active, if the store reads its keyring again from
+    /// a source and that key is not the one its codec seals with (another process rotated
+    /// the key). Read on `conn`, the maintenance thread's own connection.
+    pub(crate) fn key_rotated_elsewhere(&self, conn: &Connection) -> Result<Option<u32>> {
         if self.config.keyring_source.is_none() {
-            return Ok(false);
+            return Ok(None);
         }
         let Some(active) = self.codec().keyring().map(|k| k.active_id().get()) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let conn = self.pool.get()?;
         let recorded: Option<u32> = conn
             .prepare_cached("SELECT key_id FROM encryption_keys WHERE status = 'active'")?
             .query_row([], |r| r.get(0))
             .optional()?;
-        Ok(recorded.is_some_and(|id| id != active))
+        Ok(recorded.filter(|id| *id != active))
     }
 
     /// Reads the keyring again from the configured source and installs it if it keeps
-    /// every key the codec holds, unchanged, and agrees with the database's check values;
-    /// it then seals with the key the database records as active, if it holds it (else
-    /// with the active key it had). At most once a second; returns whether a keyring was
-    /// installed. A keyring that fails a check is logged and ignored.
-    pub(crate) fn refresh_keyring(&self) -> bool {
-        let Some(source) = &self.config.keyring_source else { return false };
-        {
-            let mut last = self.keyring_read_at.lock();
-            if last.is_some_and(|at| at.elapsed() < KEYRING_READ_EVERY) {
-                return false;
-            }
-            *last = Some(std::time::Instant::now());
+    /// every key the codec holds, unchanged, and agrees with the database's check values.
+    /// Its own active key (the key file's last) becomes the one new values are sealed with
+    /// only if the database records that key as active; otherwise the store goes on with
+    /// the active key it had, so neither an edited `encryption_keys` table nor a process
+    /// opened with an older key file can move it back to an older key. At most once a
+    /// second, one call at a time; returns whether a different keyring was installed. A
+    /// keyring that fails a check is logged and ignored.
+    pub(crate) fn refresh_keyring(&self) -> Refresh {
+        let Some(source) = &self.config.keyring_source else { return Refresh::NoSource };
+        // Held throughout: a slow read cannot install an older keyring over a newer one.
+        let mut last = self.keyring_read_at.lock();
+        if last.is_some_and(|at| at.elapsed() < KEYRING_READ_EVERY) {
+            return Refresh::TooSoon;
         }
+        *last = Some(std::time::Instant::now());
         let adopted = source
             .load()
             .map_err(StoreError::invalid)
             .and_then(|fresh| self.check_fresh_keyring(fresh));
         match adopted {
-            Ok(fresh) => {
+            Ok(Some(fresh)) => {
                 tracing::info!(
                     keys = ?fresh.ids().map(KeyId::get).collect::<Vec<_>>(),
                     active = fresh.active_id().get(),
                     "read the keyring again after a key rotation"
                 );
                 self.install_keyring(fresh);
-                true
+                Refresh::Installed
             }
+            Ok(None) => Refresh::NothingNew,
             Err(e) => {
                 tracing::warn!(error = %e, "the keyring read again was not used; keeping the keys held");
-                false
+                Refresh::Refused
             }
         }
     }
 
-    fn check_fresh_keyring(&self, mut fresh: swarm_codec::Keyring) -> Result<swarm_codec::Keyring> {
+    /// `fresh` with the active key chosen, if it passes the checks and differs from what
+    /// the codec holds; `None` when it holds nothing new.
+    fn check_fresh_keyring(
+        &self,
+        mut fresh: swarm_codec::Keyring,
+    ) -> Result<Option<swarm_codec::Keyring>> {
         let codec = self.codec();
         let Some(held) = codec.keyring() else {
             return Err(StoreError::invalid("the store was opened without a keyring"));
@@ -755,12 +816,17 @@ impl Shared {
                 r.get(0)
             })
             .optional()?;
-        let active = match recorded_active.map(KeyId::new) {
-            Some(id) if fresh.contains(id) => id,
-            _ => held.active_id(),
+        let active = if recorded_active == Some(fresh.active_id().get()) {
+            fresh.active_id()
+        } else {
+            held.active_id()
         };
         fresh.set_active(active).map_err(|e| StoreError::invalid(e.to_string()))?;
-        Ok(fresh)
+        let same_keys = fresh.ids().eq(held.ids());
+        if same_keys && active == held.active_id() {
+            return Ok(None);
+        }
+        Ok(Some(fresh))
     }
 }
 

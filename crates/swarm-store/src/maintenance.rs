@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use rusqlite::Connection;
 
+use crate::keys::Refresh;
 use crate::store::Shared;
 
 /// How often the thread wakes: flushes queued audit rows and read counts, checks the WAL.
@@ -25,6 +26,11 @@ struct Schedule {
     last_metrics: Instant,
     last_trim: Instant,
     checkpointer: Option<Connection>,
+    /// Reads the database's active key (see [`check_active_key`]).
+    keys_conn: Option<Connection>,
+    /// An active key the keyring source was asked for and could not supply, and when:
+    /// asked again a minute later.
+    handled_active: Option<(u32, Instant)>,
 }
 
 pub(crate) fn start(shared: &Arc<Shared>) {
@@ -39,6 +45,8 @@ pub(crate) fn start(shared: &Arc<Shared>) {
                 last_metrics: now,
                 last_trim: now,
                 checkpointer: None,
+                keys_conn: None,
+                handled_active: None,
             };
             loop {
                 match stopped.recv_timeout(TICK) {
@@ -66,13 +74,7 @@ fn tick(shared: &Arc<Shared>, s: &mut Schedule) {
         }
     }
     checkpoint_if_large(shared, s);
-    match shared.key_rotated_elsewhere() {
-        Ok(true) => {
-            shared.refresh_keyring();
-        }
-        Ok(false) => {}
-        Err(e) => tracing::warn!(error = %e, "checking the database's active key failed"),
-    }
+    check_active_key(shared, s);
     if let Some(every) = shared.config.sweep_interval
         && s.last_sweep.elapsed() >= every
     {
@@ -143,6 +145,41 @@ fn sweep(shared: &Arc<Shared>) {
                 }
             }
         }
+    }
+}
+
+/// Reads the keyring again when the database records an active key the codec does not
+/// seal with. A key the source could not supply is asked for again only a minute later,
+/// not every tick. On a connection of the thread's own, not a pooled one.
+fn check_active_key(shared: &Shared, s: &mut Schedule) {
+    if shared.config.keyring_source.is_none() {
+        return;
+    }
+    if s.keys_conn.is_none() {
+        match shared.target.open_reader(&shared.config) {
+            Ok(c) => s.keys_conn = Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a connection to check the active key");
+                return;
+            }
+        }
+    }
+    let Some(conn) = &s.keys_conn else { return };
+    match shared.key_rotated_elsewhere(conn) {
+        Ok(Some(recorded))
+            if !s.handled_active.is_some_and(|(id, at)| {
+                id == recorded && at.elapsed() < Duration::from_secs(60)
+            }) =>
+        {
+            match shared.refresh_keyring() {
+                Refresh::NothingNew | Refresh::Refused => {
+                    s.handled_active = Some((recorded, Instant::now()));
+                }
+                Refresh::Installed | Refresh::TooSoon | Refresh::NoSource => {}
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "checking the database's active key failed"),
     }
 }
 

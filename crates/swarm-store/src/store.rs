@@ -303,10 +303,14 @@ impl Shared {
             .ok()
             .and_then(|h| h.key_id())
             .is_some_and(|id| !codec.keyring().is_some_and(|k| k.contains(id)));
-        if missing && self.refresh_keyring() {
-            return self.codec.load();
+        if !missing {
+            return codec;
         }
-        codec
+        drop(codec);
+        // Whether this call installed a keyring or another one just did (or is doing),
+        // the codec to use is the one there now.
+        self.refresh_keyring();
+        self.codec.load()
     }
 
     /// Replaces the codec's keyring with `fresh`.

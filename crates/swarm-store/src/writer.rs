@@ -230,7 +230,7 @@ impl Writer {
         };
         let single = group.len() == 1;
         let mut finishes: Vec<Finish> = Vec::with_capacity(group.len());
-        for p in group {
+        for (i, p) in group.iter().enumerate() {
             let Some(job) = p.job.lock().take() else { continue };
             if !single && let Err(e) = exec(conn, "SAVEPOINT job") {
                 finishes.push(job(JobInput::Abort(StoreError::from(e))));
@@ -243,24 +243,34 @@ impl Writer {
                     tracing::error!("a write job panicked; its changes are rolled back");
                     Finish { ok: false, deliver: Box::new(|_| {}) }
                 });
-            if finish.ok {
-                if !single && let Err(e) = exec(conn, "RELEASE job") {
-                    // Only a broken connection gets here: fail the whole group.
-                    let _ = exec(conn, "ROLLBACK");
-                    finishes.push(finish);
-                    drop(conn_guard);
-                    self.deliver(group, finishes, Some(&StoreError::from(e)));
-                    return;
-                }
+            let ended = if finish.ok {
+                if single { Ok(()) } else { exec(conn, "RELEASE job") }
             } else {
                 state.rewind(mark);
                 if single {
-                    let _ = exec(conn, "ROLLBACK");
+                    exec(conn, "ROLLBACK")
                 } else {
-                    let _ = exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"));
+                    exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
                 }
-            }
+            };
             finishes.push(finish);
+            if let Err(e) = ended {
+                // Only a broken connection gets here. A failed job's changes may still be
+                // in the transaction, so nothing of the group may commit: every caller gets
+                // the error, those whose jobs have not run included.
+                let _ = exec(conn, "ROLLBACK");
+                drop(conn_guard);
+                let err = StoreError::from(e);
+                let rest: Vec<Finish> = group[i + 1..]
+                    .iter()
+                    .filter_map(|p| p.job.lock().take())
+                    .map(|j| j(JobInput::Abort(duplicate(&err))))
+                    .collect();
+                finishes.extend(rest);
+                self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                self.deliver(group, finishes, Some(&err));
+                return;
+            }
         }
         let commit = if conn.is_autocommit() {
             // A single failed job already rolled back; queued audit rows wait for the next group.

@@ -425,3 +425,22 @@ fn a_keyring_read_again_that_changes_a_held_key_is_not_used() {
     assert_eq!(record_key_id(env.path(), "after"), Some(1));
     other.shutdown().unwrap();
 }
+
+#[test]
+fn an_older_key_recorded_as_active_does_not_move_a_running_store_back() {
+    let file = KeyFile::new(keyring_1_2());
+    let env = Env::with_config(|c| c.with_keyring(keyring_1_2()).with_keyring_source(file.clone()));
+    let ann = env.agent("ann", "s1", &[]);
+    // A process opened with only the old key records key 1 as the database's active key
+    // (so would an edit of encryption_keys). The running store, whose key file's newest
+    // key is 2, goes on sealing with key 2 while its maintenance thread looks (every
+    // 250 ms, for 1.5 s here).
+    let old = open(env.path(), crate::fixtures::keyring());
+    for i in 0..30 {
+        let name = format!("w{i}");
+        env.store.set(&ann, &key("s1", "rot", &name), "x".into(), &SetOptions::new()).unwrap();
+        assert_eq!(record_key_id(env.path(), &name), Some(2), "{name} sealed with an older key");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    old.shutdown().unwrap();
+}
