@@ -148,6 +148,21 @@ fn sweep(shared: &Arc<Shared>) {
     }
 }
 
+/// The thread's connection in `slot`, opened on first use; `None` (logged) if it cannot be.
+fn opened<'c>(
+    slot: &'c mut Option<Connection>,
+    what: &str,
+    open: impl FnOnce() -> rusqlite::Result<Connection>,
+) -> Option<&'c Connection> {
+    if slot.is_none() {
+        match open() {
+            Ok(c) => *slot = Some(c),
+            Err(e) => tracing::warn!(error = %e, "cannot open a connection {what}"),
+        }
+    }
+    slot.as_ref()
+}
+
 /// Reads the keyring again when the database records an active key the codec does not
 /// seal with. A key the source could not supply is asked for again only a minute later,
 /// not every tick. On a connection of the thread's own, not a pooled one.
@@ -155,16 +170,10 @@ fn check_active_key(shared: &Shared, s: &mut Schedule) {
     if shared.config.keyring_source.is_none() {
         return;
     }
-    if s.keys_conn.is_none() {
-        match shared.target.open_reader(&shared.config) {
-            Ok(c) => s.keys_conn = Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open a connection to check the active key");
-                return;
-            }
-        }
-    }
-    let Some(conn) = &s.keys_conn else { return };
+    let opened = opened(&mut s.keys_conn, "to check the active key", || {
+        shared.target.open_reader(&shared.config)
+    });
+    let Some(conn) = opened else { return };
     match shared.key_rotated_elsewhere(conn) {
         Ok(Some(recorded))
             if !s.handled_active.is_some_and(|(id, at)| {
@@ -193,16 +202,10 @@ fn checkpoint_if_large(shared: &Shared, s: &mut Schedule) {
     if wal < shared.config.checkpoint_bytes {
         return;
     }
-    if s.checkpointer.is_none() {
-        match shared.target.open_maintenance(&shared.config) {
-            Ok(c) => s.checkpointer = Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open a connection for checkpoints");
-                return;
-            }
-        }
-    }
-    if let Some(conn) = &s.checkpointer {
+    let opened = opened(&mut s.checkpointer, "for checkpoints", || {
+        shared.target.open_maintenance(&shared.config)
+    });
+    if let Some(conn) = opened {
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             Ok(()) => {
                 shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
