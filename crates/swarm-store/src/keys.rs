@@ -746,8 +746,7 @@ impl Shared {
     /// only if the database records that key as active; otherwise the store goes on with
     /// the active key it had, so neither an edited `encryption_keys` table nor a process
     /// opened with an older key file can move it back to an older key. At most once a
-    /// second, one call at a time; returns whether a different keyring was installed. A
-    /// keyring that fails a check is logged and ignored.
+    /// second, one call at a time. A keyring that fails a check is logged and ignored.
     pub(crate) fn refresh_keyring(&self) -> Refresh {
         let Some(source) = &self.config.keyring_source else { return Refresh::NoSource };
         // Held throughout: a slow read cannot install an older keyring over a newer one.
