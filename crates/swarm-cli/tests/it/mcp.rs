@@ -490,6 +490,37 @@ fn memory_tools_work_and_fail_in_ways_a_model_can_act_on() {
 }
 
 #[test]
+fn a_running_server_goes_on_after_rotate_key_in_another_process() {
+    let env = Env::init();
+    let ann = env.register("ann", &[]);
+    let mut s = Mcp::start(&env, &ann, &[]);
+    s.initialize();
+    s.ok("memory_store", json!({ "key": "before", "value": "sealed with key 1" }));
+    // Another process rotates: key 2 is appended to the key file and every sealed row is
+    // re-sealed under it, while the server keeps running.
+    let doc = env.run(&["rotate-key", "--json"]).ok().json();
+    assert_eq!(doc["active_key_id"], 2);
+    let r = s.ok("memory_get", json!({ "key": "before" }));
+    assert_eq!(
+        (r["value"].clone(), r["encrypted"].clone()),
+        (json!("sealed with key 1"), json!(true))
+    );
+    s.ok("memory_store", json!({ "key": "after", "value": "sealed with key 2" }));
+    // Nothing, old or new, is sealed with key 1 any more.
+    let doctor = env.run(&["doctor", "--json"]).ok().json();
+    assert_eq!(doctor["key"]["active"], 2);
+    let keys: Vec<u64> = doctor["key"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(keys, [2], "{doctor}");
+    assert_eq!(s.ok("memory_get", json!({ "key": "after" }))["value"], "sealed with key 2");
+    assert_eq!(s.finish().code, 0);
+}
+
+#[test]
 fn task_tools_claim_atomically_and_fence_stale_holders() {
     let env = Env::init();
     let ann = env.register("ann", &[]);
