@@ -360,3 +360,84 @@ fn duplicate(e: &StoreError) -> StoreError {
         other => StoreError::Database(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer on an in-memory database with the tables a group reads at its start and
+    /// a table `t` for the jobs.
+    fn writer() -> Arc<Writer> {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+             INSERT INTO meta VALUES ('acl_generation', 0);
+             CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, hash BLOB, at INTEGER);
+             CREATE TABLE t (x INTEGER);",
+        )
+        .expect("schema");
+        Arc::new(Writer::new(conn, 64, RetryPolicy::default(), Arc::new(PendingAudit::default())))
+    }
+
+    fn rows(w: &Writer) -> Vec<i64> {
+        w.with_connection(|c| {
+            let mut stmt = c.prepare("SELECT x FROM t ORDER BY x")?;
+            let rows = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(rows)
+        })
+        .expect("rows")
+    }
+
+    /// A job whose savepoint cannot be rolled back (here it released the savepoint itself,
+    /// as a broken connection would fail the rollback) leaves its changes in the
+    /// transaction: nothing of its group may commit, and every caller of the group, those
+    /// whose jobs had not run yet included, gets an error.
+    #[test]
+    fn a_job_whose_rollback_fails_fails_its_whole_group_and_nothing_of_it_commits() {
+        let w = writer();
+        let (started, wait_started) = crossbeam_channel::bounded::<()>(1);
+        let leader = {
+            let w2 = Arc::clone(&w);
+            std::thread::spawn(move || {
+                w2.run({
+                    let w3 = Arc::clone(&w2);
+                    move |ctx| {
+                        let _ = started.send(());
+                        // Hold the connection until the other three jobs are queued: they
+                        // form the next group together.
+                        while w3.queue.lock().jobs.len() < 3 {
+                            std::thread::yield_now();
+                        }
+                        ctx.conn().execute("INSERT INTO t VALUES (0)", [])?;
+                        Ok(())
+                    }
+                })
+            })
+        };
+        wait_started.recv().expect("the first job runs");
+        let others: Vec<_> = (1..=3_i64)
+            .map(|i| {
+                let w2 = Arc::clone(&w);
+                std::thread::spawn(move || {
+                    w2.run(move |ctx| {
+                        ctx.conn().execute("INSERT INTO t VALUES (?1)", [i])?;
+                        if i == 2 {
+                            ctx.conn().execute_batch("RELEASE job")?;
+                            return Err(StoreError::invalid("job 2 fails"));
+                        }
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        leader.join().expect("leader thread").expect("the first group commits");
+        let results: Vec<Result<()>> =
+            others.into_iter().map(|h| h.join().expect("writer thread")).collect();
+        assert!(results.iter().all(Result::is_err), "a job of the failed group succeeded");
+        assert_eq!(rows(&w), [0], "the failed group's writes were committed");
+        // The writer goes on.
+        w.run(|ctx| Ok(ctx.conn().execute("INSERT INTO t VALUES (9)", []).map(|_| ())?))
+            .expect("a later write");
+        assert_eq!(rows(&w), [0, 9]);
+    }
+}
