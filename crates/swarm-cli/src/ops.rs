@@ -321,8 +321,13 @@ pub(crate) fn rotate_key(g: &Global, a: &RotateArgs) -> Result<Reply> {
             .collect();
         // Processes that opened the database with this key file read it again within about
         // a second of the new key becoming active; one given the key another way cannot.
+        let waited = if added.is_some() {
+            " (this run waited for them, then re-sealed once more)"
+        } else {
+            ""
+        };
         let others = format!(
-            "long-running processes that opened the database with {kf} (MCP servers, applications embedding swarm-memory) read it again within about a second and go on with key {} (this run waited for them, then re-sealed once more); restart any that were given the key another way (as text or as a keyring in code). If the key report still shows rows under an older key, run `swarm-memory rotate-key --resume`",
+            "long-running processes that opened the database with {kf} (MCP servers, applications embedding swarm-memory) read it again within about a second and go on with key {}{waited}; restart any that were given the key another way (as text or as a keyring in code). If the key report still shows rows under an older key, run `swarm-memory rotate-key --resume`",
             output::opt(active)
         );
         let _ = writeln!(text, "{others}");
@@ -350,7 +355,7 @@ pub(crate) fn rotate_key(g: &Global, a: &RotateArgs) -> Result<Reply> {
             ));
         } else if !unused.is_empty() {
             reply = reply.info(format!(
-                "no record is sealed with key {} any more: it can be removed from {kf} once no backup that may be restored needs it (backups taken before this rotation do)",
+                "no record is sealed with key {} any more: it can be removed from {kf} once every process that has the database open uses the new key (restart those given the key another way; `swarm-memory doctor` shows what each key still seals) and no backup that may be restored needs it (backups taken before this rotation do)",
                 output::list(&unused)
             ));
         }

@@ -81,9 +81,11 @@ pub const DEFAULT_MMAP_SIZE: u64 = 0x7fff_0000;
 /// (another process rotated the key) or when it meets an envelope sealed under a key it
 /// does not hold; at most once a second either way. It adopts the answer only if it holds
 /// every key the store holds, unchanged, and agrees with the check values the database
-/// records. It then seals with the answer's own active key only if the database records
-/// that key as active, else with the key it sealed with before. Any other answer is logged
-/// and ignored: the store keeps its keys.
+/// records. It then seals with the key the database records as active if the answer holds
+/// it and its id is above the one sealed with before (ids grow as keys are appended), else
+/// with the key it sealed with before. Any other answer is logged and ignored: the store
+/// keeps its keys. `load` runs while the store holds a lock of its own: it must not call
+/// back into the store.
 pub trait KeyringSource: Send + Sync + std::fmt::Debug {
     /// The keyring as it is now.
     fn load(&self) -> std::result::Result<Keyring, String>;

@@ -241,7 +241,7 @@ fn reseal(shared: &Shared, row: &SealedRow) -> Result<Resealed> {
     // One codec for the row, and the key id read from the envelope it made: if the keyring
     // is replaced meanwhile (read again after a rotation elsewhere), the column still
     // names the key that sealed the row.
-    let codec = shared.codec();
+    let codec = shared.codec_for(&row.envelope);
     let sealed_with = |envelope: &[u8]| -> Result<i64> {
         let key_id = swarm_codec::inspect(envelope).map_err(codec_err)?.key_id();
         key_id.map(|k| i64::from(k.get())).ok_or_else(|| {
@@ -704,6 +704,8 @@ pub(crate) enum Refresh {
     NothingNew,
     /// The source's keyring failed a check (logged) and was not used.
     Refused,
+    /// The source or the database could not be read (logged): worth another try soon.
+    Failed,
     /// Read less than a second ago: not read.
     TooSoon,
     /// The store has no keyring source.
@@ -742,11 +744,12 @@ impl Shared {
 
     /// Reads the keyring again from the configured source and installs it if it keeps
     /// every key the codec holds, unchanged, and agrees with the database's check values.
-    /// Its own active key (the key file's last) becomes the one new values are sealed with
-    /// only if the database records that key as active; otherwise the store goes on with
-    /// the active key it had, so neither an edited `encryption_keys` table nor a process
-    /// opened with an older key file can move it back to an older key. At most once a
-    /// second, one call at a time. A keyring that fails a check is logged and ignored.
+    /// The key the database records as active becomes the one new values are sealed with
+    /// if the new keyring holds it and its id is above the one sealed with now (ids grow
+    /// with every key appended); otherwise the store goes on with the active key it had, so
+    /// neither an edited `encryption_keys` table nor a process opened with an older key
+    /// file can move it back to an older key. At most once a second, one call at a time. A
+    /// keyring that fails a check is logged and ignored.
     pub(crate) fn refresh_keyring(&self) -> Refresh {
         let Some(source) = &self.config.keyring_source else { return Refresh::NoSource };
         // Held throughout: a slow read cannot install an older keyring over a newer one.
@@ -755,12 +758,23 @@ impl Shared {
             return Refresh::TooSoon;
         }
         *last = Some(std::time::Instant::now());
-        let adopted = source
-            .load()
-            .map_err(StoreError::invalid)
-            .and_then(|fresh| self.check_fresh_keyring(fresh));
-        match adopted {
-            Ok(Some(fresh)) => {
+        let fresh = match source.load() {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the keyring again; will retry");
+                return Refresh::Failed;
+            }
+        };
+        match self.check_fresh_keyring(fresh) {
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the keyring read again; will retry");
+                Refresh::Failed
+            }
+            Ok(Err(refusal)) => {
+                tracing::warn!(reason = %refusal, "the keyring read again was not used; keeping the keys held");
+                Refresh::Refused
+            }
+            Ok(Ok(Some(fresh))) => {
                 tracing::info!(
                     keys = ?fresh.ids().map(KeyId::get).collect::<Vec<_>>(),
                     active = fresh.active_id().get(),
@@ -769,27 +783,24 @@ impl Shared {
                 self.install_keyring(fresh);
                 Refresh::Installed
             }
-            Ok(None) => Refresh::NothingNew,
-            Err(e) => {
-                tracing::warn!(error = %e, "the keyring read again was not used; keeping the keys held");
-                Refresh::Refused
-            }
+            Ok(Ok(None)) => Refresh::NothingNew,
         }
     }
 
     /// `fresh` with the active key chosen, if it passes the checks and differs from what
-    /// the codec holds; `None` when it holds nothing new.
+    /// the codec holds; `None` when it holds nothing new; the reason when a check fails.
+    /// `Err` only when the database cannot be read.
     fn check_fresh_keyring(
         &self,
         mut fresh: swarm_codec::Keyring,
-    ) -> Result<Option<swarm_codec::Keyring>> {
+    ) -> Result<std::result::Result<Option<swarm_codec::Keyring>, String>> {
         let codec = self.codec();
         let Some(held) = codec.keyring() else {
-            return Err(StoreError::invalid("the store was opened without a keyring"));
+            return Ok(Err("the store was opened without a keyring".into()));
         };
         for id in held.ids() {
             if fresh.key_check(id).is_none() || fresh.key_check(id) != held.key_check(id) {
-                return Err(StoreError::invalid(format!(
+                return Ok(Err(format!(
                     "key {} is missing or different in the keyring read again",
                     id.get()
                 )));
@@ -804,7 +815,7 @@ impl Shared {
             if let (Some(recorded), Some(check)) = (recorded, fresh.key_check(id))
                 && recorded.as_slice() != check.as_slice()
             {
-                return Err(StoreError::invalid(format!(
+                return Ok(Err(format!(
                     "key {} of the keyring read again is not the key the database recorded",
                     id.get()
                 )));
@@ -815,17 +826,20 @@ impl Shared {
                 r.get(0)
             })
             .optional()?;
-        let active = if recorded_active == Some(fresh.active_id().get()) {
-            fresh.active_id()
-        } else {
-            held.active_id()
+        // Forward only: key ids grow with every key appended, so a recorded key older than
+        // the one sealed with now is never taken up.
+        let active = match recorded_active.map(KeyId::new) {
+            Some(id) if fresh.contains(id) && id.get() > held.active_id().get() => id,
+            _ => held.active_id(),
         };
-        fresh.set_active(active).map_err(|e| StoreError::invalid(e.to_string()))?;
+        if let Err(e) = fresh.set_active(active) {
+            return Ok(Err(e.to_string()));
+        }
         let same_keys = fresh.ids().eq(held.ids());
         if same_keys && active == held.active_id() {
-            return Ok(None);
+            return Ok(Ok(None));
         }
-        Ok(Some(fresh))
+        Ok(Ok(Some(fresh)))
     }
 }
 

@@ -180,11 +180,13 @@ fn check_active_key(shared: &Shared, s: &mut Schedule) {
                 id == recorded && at.elapsed() < Duration::from_secs(60)
             }) =>
         {
+            // Only an answer that holds nothing usable is not asked for again every tick; a
+            // read that failed is tried again (at most once a second).
             match shared.refresh_keyring() {
                 Refresh::NothingNew | Refresh::Refused => {
                     s.handled_active = Some((recorded, Instant::now()));
                 }
-                Refresh::Installed | Refresh::TooSoon | Refresh::NoSource => {}
+                Refresh::Installed | Refresh::Failed | Refresh::TooSoon | Refresh::NoSource => {}
             }
         }
         Ok(_) => {}

@@ -327,23 +327,33 @@ fn the_key_report_finds_an_artifact_or_event_that_does_not_open() {
     s2.shutdown().unwrap();
 }
 
-/// What a key file read again gives: the test changes it as a rotation would.
+/// What a key file read again gives: the test changes it as a rotation would, and can
+/// make the next read fail.
 #[derive(Debug)]
-struct KeyFile(std::sync::Mutex<Arc<Keyring>>);
+struct KeyFile {
+    ring: std::sync::Mutex<Arc<Keyring>>,
+    fail_next: std::sync::atomic::AtomicBool,
+}
 
 impl KeyFile {
     fn new(ring: Arc<Keyring>) -> Arc<Self> {
-        Arc::new(Self(std::sync::Mutex::new(ring)))
+        Arc::new(Self {
+            ring: std::sync::Mutex::new(ring),
+            fail_next: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     fn replace(&self, ring: Arc<Keyring>) {
-        *self.0.lock().unwrap() = ring;
+        *self.ring.lock().unwrap() = ring;
     }
 }
 
 impl swarm_store::KeyringSource for KeyFile {
     fn load(&self) -> Result<Keyring, String> {
-        Ok(Keyring::clone(&self.0.lock().unwrap()))
+        if self.fail_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err("the key file could not be read".into());
+        }
+        Ok(Keyring::clone(&self.ring.lock().unwrap()))
     }
 }
 
@@ -402,6 +412,33 @@ fn a_running_store_starts_sealing_with_the_new_active_key_without_reading_a_re_s
 }
 
 #[test]
+fn a_failed_read_of_the_key_file_is_tried_again_soon() {
+    let file = KeyFile::new(crate::fixtures::keyring());
+    let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
+    let ann = env.agent("ann", "s1", &[]);
+    file.fail_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    file.replace(keyring_1_2());
+    let other = open(env.path(), keyring_1_2());
+    // The first read fails; the next, a second or so later, succeeds (not a minute later,
+    // as for a key file that does not hold the recorded key).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for i in 0.. {
+        let name = format!("w{i}");
+        env.store.set(&ann, &key("s1", "rot", &name), "x".into(), &SetOptions::new()).unwrap();
+        if record_key_id(env.path(), &name) == Some(2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still sealing with key 1 after 20 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !file.fail_next.load(std::sync::atomic::Ordering::SeqCst),
+        "the failing read never ran"
+    );
+    other.shutdown().unwrap();
+}
+
+#[test]
 fn a_keyring_read_again_that_changes_a_held_key_is_not_used() {
     let file = KeyFile::new(crate::fixtures::keyring());
     let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
@@ -443,4 +480,71 @@ fn an_older_key_recorded_as_active_does_not_move_a_running_store_back() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     old.shutdown().unwrap();
+}
+
+#[test]
+fn a_second_pass_after_a_running_store_switched_leaves_nothing_under_the_old_key() {
+    let file = KeyFile::new(crate::fixtures::keyring());
+    let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
+    let ann = env.agent("ann", "s1", &[]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // A running store writes private records all along, as an MCP server might.
+        let writing = scope.spawn(|| {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let k = key("s1", "rot", &format!("w{i}"));
+                env.store.set(&ann, &k, "x".into(), &SetOptions::new()).unwrap();
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            i
+        });
+        // rotate-key in another process: key 2 appended and made active, a first pass,
+        // then (once the running store has switched) a second pass.
+        file.replace(keyring_1_2());
+        let other = open(env.path(), keyring_1_2());
+        other.rotate_keys(&Identity::System, 50, |_| {}).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while env.store.key_report(&Identity::System).unwrap().active != Some(2) {
+            assert!(std::time::Instant::now() < deadline, "the running store never switched");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // A write sealed just before the switch lands within microseconds; leave room.
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let last = other.rotate_keys(&Identity::System, 50, |_| {}).unwrap();
+        assert_eq!(last.remaining, 0);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = writing.join().unwrap();
+        assert!(written > 0);
+        other.shutdown().unwrap();
+    });
+    assert_eq!(sealed_under(env.path(), 1), [0, 0, 0], "rows left under key 1");
+}
+
+#[test]
+fn a_running_store_moves_forward_to_the_recorded_key_even_when_the_file_holds_a_newer_one() {
+    let file = KeyFile::new(crate::fixtures::keyring());
+    let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
+    let ann = env.agent("ann", "s1", &[]);
+    // The key file already holds key 3 (a rotation interrupted after appending it), while
+    // the database records key 2 as active.
+    let mut ring = Keyring::clone(&keyring_1_2());
+    ring.insert(KeyId::new(3), Key::from_bytes(&[43; 32]).unwrap()).unwrap();
+    ring.set_active(KeyId::new(3)).unwrap();
+    file.replace(Arc::new(ring));
+    let other = open(env.path(), keyring_1_2());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for i in 0.. {
+        let name = format!("w{i}");
+        env.store.set(&ann, &key("s1", "rot", &name), "x".into(), &SetOptions::new()).unwrap();
+        match record_key_id(env.path(), &name) {
+            Some(2) => break,
+            Some(1) => {}
+            other => panic!("{name} sealed with {other:?}, not the recorded key 2"),
+        }
+        assert!(std::time::Instant::now() < deadline, "still sealing with key 1 after 20 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    other.shutdown().unwrap();
 }
