@@ -548,3 +548,63 @@ fn a_running_store_moves_forward_to_the_recorded_key_even_when_the_file_holds_a_
     }
     other.shutdown().unwrap();
 }
+
+/// Keys 1, 2 and 3, key 3 active.
+fn keyring_1_2_3() -> Arc<Keyring> {
+    let mut ring = Keyring::clone(&keyring_1_2());
+    ring.insert(KeyId::new(3), Key::from_bytes(&[43; 32]).unwrap()).unwrap();
+    ring.set_active(KeyId::new(3)).unwrap();
+    Arc::new(ring)
+}
+
+#[test]
+fn a_keyring_replaced_mid_rotation_leaves_every_key_id_column_true() {
+    let env = Env::new();
+    populate(&env, 30);
+    env.store.shutdown().unwrap();
+    // The rotating store reads its keyring from a source, as rotate-key's does.
+    let file = KeyFile::new(keyring_1_2());
+    let rotating = Store::open(
+        StoreConfig::file(env.path())
+            .with_keyring(keyring_1_2())
+            .with_keyring_source(file.clone())
+            .with_sweep_interval(None),
+    )
+    .unwrap();
+    let mut third = None;
+    rotating
+        .rotate_keys(&Identity::System, 5, |p| {
+            if third.is_some() || p.done == 0 {
+                return;
+            }
+            // After the first batch another rotation, to key 3, begins elsewhere; this one
+            // goes on after its store has taken key 3 up.
+            file.replace(keyring_1_2_3());
+            third = Some(open(env.path(), keyring_1_2_3()));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while rotating.key_report(&Identity::System).unwrap().active != Some(3) {
+                assert!(std::time::Instant::now() < deadline, "key 3 never taken up");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+        .unwrap();
+    assert!(third.is_some(), "the rotation ran in one batch");
+    let conn = raw(env.path());
+    let mut sealed_with_3 = 0;
+    for (table, column) in [("memory", "value"), ("artifacts", "content"), ("events", "payload")] {
+        let mut stmt = conn.prepare(&format!("SELECT key_id, {column} FROM {table}")).unwrap();
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, Option<u32>>(0)?, r.get::<_, Vec<u8>>(1)?)));
+        for row in rows.unwrap() {
+            let (column_id, envelope) = row.unwrap();
+            let header_id = swarm_codec::inspect(&envelope).unwrap().key_id().map(KeyId::get);
+            assert_eq!(column_id, header_id, "{table}: the key_id column names another key");
+            sealed_with_3 += usize::from(header_id == Some(3));
+        }
+    }
+    assert!(sealed_with_3 > 0, "no row was re-sealed after the switch");
+    if let Some(t) = third {
+        t.shutdown().unwrap();
+    }
+    rotating.shutdown().unwrap();
+}
