@@ -106,9 +106,38 @@ pub(crate) struct Source {
     pub(crate) path: std::path::PathBuf,
 }
 
+/// How long a read of the key file again waits for another process's exclusive lock (an
+/// append takes microseconds) before it gives up and the store tries again later: the
+/// read may run on the thread that holds the database's write lock.
+const RELOAD_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl swarm_store::KeyringSource for Source {
     fn load(&self) -> std::result::Result<Keyring, String> {
-        read(&self.path).map_err(|e| e.to_string())
+        let path = &self.path;
+        let f = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
+        let deadline = std::time::Instant::now() + RELOAD_LOCK_WAIT;
+        loop {
+            match f.try_lock_shared() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(format!(
+                        "key file {} stayed locked by another process",
+                        path.display()
+                    ));
+                }
+                // Where locks are not supported, read on, as at open.
+                Err(std::fs::TryLockError::Error(e)) => {
+                    tracing::debug!(path = %path.display(), error = %e, "key file not locked for reading");
+                    break;
+                }
+            }
+        }
+        let bytes = read_handle(&f, path).map_err(|e| e.to_string())?;
+        parse_bytes(&bytes, path).map_err(|e| e.to_string())
     }
 }
 
@@ -343,6 +372,26 @@ fn current_uid() -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_does_not_wait_long_for_a_key_file_locked_elsewhere() {
+        use swarm_store::KeyringSource as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.key");
+        let ring = create(&p).unwrap();
+        let source = Source { path: p.clone() };
+        let holder = std::fs::File::open(&p).unwrap();
+        holder.lock().unwrap();
+        let started = std::time::Instant::now();
+        let e = source.load().unwrap_err();
+        assert!(e.contains("stayed locked"), "{e}");
+        // Not a speed check: a read that waited for the lock would not return at all.
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+        holder.unlock().unwrap();
+        let again = source.load().unwrap();
+        assert_eq!(again.ids().collect::<Vec<_>>(), ring.ids().collect::<Vec<_>>());
+        assert_eq!(again.key_check(again.active_id()), ring.key_check(ring.active_id()));
+    }
 
     #[test]
     fn create_read_append() {
