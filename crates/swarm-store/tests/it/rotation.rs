@@ -365,6 +365,23 @@ fn record_key_id(path: &std::path::Path, name: &str) -> Option<u32> {
     swarm_codec::inspect(&blob).unwrap().key_id().map(KeyId::get)
 }
 
+/// Writes a private record as `who` every 50 ms until one is sealed with key `want`; one
+/// sealed with a key other than `old` or `want`, or 20 s without `want`, fails the test.
+fn write_until_sealed_with(env: &Env, who: &Identity, old: u32, want: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for i in 0.. {
+        let name = format!("w{i}");
+        env.store.set(who, &key("s1", "rot", &name), "x".into(), &SetOptions::new()).unwrap();
+        match record_key_id(env.path(), &name) {
+            Some(id) if id == want => return,
+            Some(id) if id == old => {}
+            other => panic!("{name} sealed with {other:?}, not key {old} or {want}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "still sealing with key {old} after 20 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_running_store_reads_re_sealed_rows_and_seals_with_the_new_key_after_a_rotation_elsewhere() {
     let file = KeyFile::new(crate::fixtures::keyring());
@@ -396,18 +413,7 @@ fn a_running_store_starts_sealing_with_the_new_active_key_without_reading_a_re_s
     // store notices on its maintenance thread (every 250 ms, key file read at most once
     // a second).
     let other = open(env.path(), keyring_1_2());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut i = 0;
-    loop {
-        let name = format!("w{i}");
-        env.store.set(&ann, &key("s1", "rot", &name), "x".into(), &SetOptions::new()).unwrap();
-        if record_key_id(env.path(), &name) == Some(2) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still sealing with key 1 after 20 s");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        i += 1;
-    }
+    write_until_sealed_with(&env, &ann, 1, 2);
     other.shutdown().unwrap();
 }
 
@@ -421,16 +427,7 @@ fn a_failed_read_of_the_key_file_is_tried_again_soon() {
     let other = open(env.path(), keyring_1_2());
     // The first read fails; the next, a second or so later, succeeds (not a minute later,
     // as for a key file that does not hold the recorded key).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    for i in 0.. {
-        let name = format!("w{i}");
-        env.store.set(&ann, &key("s1", "rot", &name), "x".into(), &SetOptions::new()).unwrap();
-        if record_key_id(env.path(), &name) == Some(2) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still sealing with key 1 after 20 s");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    write_until_sealed_with(&env, &ann, 1, 2);
     assert!(
         !file.fail_next.load(std::sync::atomic::Ordering::SeqCst),
         "the failing read never ran"
@@ -534,18 +531,7 @@ fn a_running_store_moves_forward_to_the_recorded_key_even_when_the_file_holds_a_
     ring.set_active(KeyId::new(3)).unwrap();
     file.replace(Arc::new(ring));
     let other = open(env.path(), keyring_1_2());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    for i in 0.. {
-        let name = format!("w{i}");
-        env.store.set(&ann, &key("s1", "rot", &name), "x".into(), &SetOptions::new()).unwrap();
-        match record_key_id(env.path(), &name) {
-            Some(2) => break,
-            Some(1) => {}
-            other => panic!("{name} sealed with {other:?}, not the recorded key 2"),
-        }
-        assert!(std::time::Instant::now() < deadline, "still sealing with key 1 after 20 s");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    write_until_sealed_with(&env, &ann, 1, 2);
     other.shutdown().unwrap();
 }
 
