@@ -1,14 +1,14 @@
 //! Read counts of records, gathered in memory and flushed by the background thread, so
 //! that counting a read never turns the read into a write.
 //!
-//! A read appends its record's key and time to a log, one per thread (up to [`SHARDS`]
-//! logs, shared beyond that): a copy of some forty bytes to the end of a buffer the thread
-//! wrote last, with no lookup. The background thread folds the logs into one table of
-//! counts every tick (a quarter second), and a flush takes the table. Counting into the
-//! table on the read itself cost a GET about 0.18 us, a sixth of what it adds to the raw
-//! read: the table holds every record read since the last flush, so each probe missed the
-//! processor's caches. Appending costs about 0.04 us; folding does the probes, off the
-//! read's path.
+//! A read appends its time and its record's key to one of [`SHARDS`] logs, the one its
+//! thread was dealt (threads of every store in the process are dealt logs in turn, so
+//! beyond that many they share): a copy of some forty bytes to the end of a buffer, with
+//! no lookup. The background thread folds the logs into one table of counts every tick (a
+//! quarter second), and a flush takes the table. Counting into the table on the read
+//! itself cost a GET about 0.18 us, a sixth of what it adds to the raw read: the table
+//! holds every record read since the last flush, so each probe missed the processor's
+//! caches. Appending costs about 0.04 us; folding does the probes, off the read's path.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -22,13 +22,15 @@ use super::RecordKey;
 /// Logs reads append to; a thread keeps to one.
 const SHARDS: usize = 16;
 
-/// Bytes of a log at which the reading thread folds it itself instead of leaving it to the
-/// background thread: a bound on memory when reads outrun the ticks or the thread is not
-/// running. At about 40 bytes a read that is some 100,000 reads, more than one thread
-/// makes in a tick.
-const LOG_LIMIT: usize = 4 << 20;
+/// Bytes a log holds at most: a read that would take it past this folds it itself instead of
+/// leaving it to the background thread, a bound on memory when reads outrun the ticks or
+/// the thread is not running. At about 40 bytes a read that is some 200,000 reads, about
+/// two ticks of one thread reading as fast as it can; a process whose threads all read
+/// flat out holds at most this (and [`KEPT_LOG`] of spare room) per log.
+const LOG_LIMIT: usize = 8 << 20;
 
-/// Capacity a log keeps across folds: a burst does not hold its memory for ever.
+/// Room a log's spare buffer keeps across folds, so a thread that reads steadily appends
+/// into memory it already has, and a burst does not hold its memory for ever.
 const KEPT_LOG: usize = 1 << 20;
 
 /// Entries the table keeps room for across flushes, as above.
@@ -59,9 +61,10 @@ impl std::borrow::Borrow<[u8]> for AccessKey {
 }
 
 impl Ord for AccessKey {
-    /// The order of the `memory` table's primary key: swarm, namespace, key.
+    /// The order of the `memory` table's primary key: swarm, namespace, key, each by its
+    /// bytes (SQLite's BINARY collation, and the order of `str`).
     fn cmp(&self, other: &Self) -> Ordering {
-        self.parts().cmp(&other.parts())
+        split_bytes(&self.0).cmp(&split_bytes(&other.0))
     }
 }
 
@@ -80,16 +83,24 @@ impl std::fmt::Debug for AccessKey {
     }
 }
 
-/// Splits an encoded key into its texts.
-fn split_key(bytes: &[u8]) -> Option<(&str, &str, &str)> {
+/// Splits an encoded key into the bytes of its three texts.
+fn split_bytes(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let len = |i: usize| bytes.get(i..i + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
     let (s, n, k) = (len(0)?, len(2)?, len(4)?);
     let text = bytes.get(LENGTHS..)?;
     if text.len() != s + n + k {
         return None;
     }
-    let part = |from: usize, to: usize| std::str::from_utf8(&text[from..to]).ok();
-    Some((part(0, s)?, part(s, s + n)?, part(s + n, s + n + k)?))
+    let (swarm, rest) = text.split_at(s);
+    let (namespace, key) = rest.split_at(n);
+    Some((swarm, namespace, key))
+}
+
+/// Splits an encoded key into its texts.
+fn split_key(bytes: &[u8]) -> Option<(&str, &str, &str)> {
+    let (s, n, k) = split_bytes(bytes)?;
+    let text = |b| std::str::from_utf8(b).ok();
+    Some((text(s)?, text(n)?, text(k)?))
 }
 
 /// The encoded form of `key`'s parts, or `None` when a part is longer than a `u16`
@@ -120,6 +131,8 @@ type Hasher = foldhash::fast::RandomState;
 #[derive(Default)]
 struct Log {
     bytes: Vec<u8>,
+    /// An emptied buffer from the last fold, put in place of `bytes` at the next.
+    spare: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -150,33 +163,38 @@ impl AccessTracker {
         // characters and a key to 1024 (at most 4 KiB), swarm ids to 128 bytes: a part
         // never exceeds a `u16`.
         let Some(lens) = lengths(key) else { return };
-        let mut log = self.logs[my_log()].lock();
-        log.bytes.extend_from_slice(&at.to_le_bytes());
-        push_key(&mut log.bytes, key, lens);
-        if log.bytes.len() >= LOG_LIMIT {
-            let full = std::mem::take(&mut log.bytes);
-            drop(log);
-            self.fold_bytes(&full);
+        let entry = 8 + LENGTHS + lens.iter().map(|&l| usize::from(l)).sum::<usize>();
+        let log = &self.logs[my_log()];
+        let mut held = log.lock();
+        if held.bytes.len() + entry > LOG_LIMIT {
+            self.fold_held(log, held);
+            held = log.lock();
         }
+        held.bytes.extend_from_slice(&at.to_le_bytes());
+        push_key(&mut held.bytes, key, lens);
     }
 
     /// Folds every log into the table (the background thread does this every tick).
     pub(crate) fn fold(&self) {
         for log in &self.logs {
-            let mut log = log.lock();
-            if log.bytes.is_empty() {
-                continue;
+            let held = log.lock();
+            if !held.bytes.is_empty() {
+                self.fold_held(log, held);
             }
-            // Folded outside the log's lock, so readers appending to it do not wait.
-            let keep = log.bytes.capacity().min(KEPT_LOG);
-            let full = std::mem::replace(&mut log.bytes, Vec::with_capacity(keep));
-            drop(log);
-            self.fold_bytes(&full);
         }
     }
 
-    fn fold_bytes(&self, mut bytes: &[u8]) {
+    /// Folds the log `held` (the lock of `log`) into the table. The table is locked before
+    /// the log is let go: a take that finds the log emptied then waits for its entries to
+    /// reach the table, so it sees every read that returned before it (shutdown's flush
+    /// relies on that). Readers appending to the log wait only for the buffers to be
+    /// swapped, not for the fold.
+    fn fold_held(&self, log: &Mutex<Log>, mut held: parking_lot::MutexGuard<'_, Log>) {
+        let spare = std::mem::take(&mut held.spare);
+        let mut full = std::mem::replace(&mut held.bytes, spare);
         let mut table = self.table.lock();
+        drop(held);
+        let mut bytes = &full[..];
         while let Some((at, key, rest)) = next_entry(bytes) {
             bytes = rest;
             match table.get_mut(key) {
@@ -187,16 +205,23 @@ impl AccessTracker {
             }
         }
         debug_assert!(bytes.is_empty(), "a log held a malformed entry");
+        drop(table);
+        full.clear();
+        full.shrink_to(KEPT_LOG);
+        let mut held = log.lock();
+        if held.spare.capacity() < full.capacity() {
+            held.spare = full;
+        }
     }
 
-    /// Takes every pending count. The table keeps its capacity, up to [`KEPT_TABLE`], so
-    /// folds after a flush do not grow it again from nothing.
+    /// Takes every pending count. The table is replaced by one with room for as many
+    /// records, up to [`KEPT_TABLE`], so folds after a flush do not grow it again from
+    /// nothing.
     pub(crate) fn take(&self) -> Counts {
         self.fold();
         let mut table = self.table.lock();
-        let out: Counts = table.drain().collect();
-        table.shrink_to(KEPT_TABLE);
-        out
+        let room = table.len().min(KEPT_TABLE);
+        std::mem::replace(&mut *table, Counts::with_capacity_and_hasher(room, Hasher::default()))
     }
 
     /// Puts counts back after a failed flush, adding to anything counted since.
@@ -328,8 +353,52 @@ mod tests {
             t.record(&key(&long), i as i64);
         }
         let held: usize = t.logs.iter().map(|l| l.lock().bytes.len()).sum();
-        assert!(held < LOG_LIMIT, "the log holds {held} bytes");
+        assert!(held <= LOG_LIMIT, "the log holds {held} bytes");
+        let room: usize = t.logs.iter().map(|l| l.lock().bytes.capacity()).sum();
+        assert!(room <= LOG_LIMIT, "the log grew to {room} bytes of room");
         assert_eq!(t.take()[&enc(&long)], (reads as u64, reads as i64 - 1));
+    }
+
+    /// A take (what shutdown's flush does) sees every read whose `record` returned before
+    /// it began, also while readers fold their full logs (a helper's review found that a
+    /// fold let go of the log before it held the table, and a take in between saw neither).
+    #[test]
+    fn a_take_sees_every_read_that_returned_before_it() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as O};
+        let t = Arc::new(AccessTracker::default());
+        let done: Arc<Vec<AtomicU64>> = Arc::new((0..4).map(|_| AtomicU64::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..4)
+            .map(|i| {
+                let (t, done, stop) = (Arc::clone(&t), Arc::clone(&done), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    // About 1 KiB an entry: a log fills every 8,000 reads or so.
+                    let k = key(&format!("{i}{}", "x".repeat(1000)));
+                    while !stop.load(O::Relaxed) {
+                        t.record(&k, 1);
+                        done[i].fetch_add(1, O::Release);
+                    }
+                })
+            })
+            .collect();
+        let mut total = 0u64;
+        let mut short = None;
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(2) && short.is_none() {
+            let returned: u64 = done.iter().map(|d| d.load(O::Acquire)).sum();
+            total += t.take().values().map(|(n, _)| n).sum::<u64>();
+            if total < returned {
+                short = Some(returned - total);
+            }
+        }
+        stop.store(true, O::Relaxed);
+        for r in readers {
+            r.join().expect("reader");
+        }
+        assert_eq!(short, None, "reads that had returned were in none of the takes");
+        let returned: u64 = done.iter().map(|d| d.load(O::Acquire)).sum();
+        assert_eq!(total + t.take().values().map(|(n, _)| n).sum::<u64>(), returned);
     }
 
     #[test]
