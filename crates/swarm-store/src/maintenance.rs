@@ -1,6 +1,7 @@
 //! The background thread: folds and flushes read counts, flushes queued audit rows,
 //! checkpoints the WAL off the commit path, sweeps expired records, persists metrics and
-//! trims old metrics and change-feed rows. It holds only a weak reference, so dropping the store stops it.
+//! trims old metrics and change-feed rows. It holds only a weak reference, so dropping the
+//! store stops it.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
