@@ -695,6 +695,13 @@ fn sample_opens(conn: &Connection, shared: &Shared, kind: SealedKind, key_id: i6
     })
 }
 
+/// The key the database records as active (`None` before a keyring was first used).
+pub(crate) fn recorded_active_key(conn: &Connection) -> rusqlite::Result<Option<u32>> {
+    conn.prepare_cached("SELECT key_id FROM encryption_keys WHERE status = 'active'")?
+        .query_row([], |r| r.get(0))
+        .optional()
+}
+
 /// What reading the keyring again came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refresh {
@@ -735,11 +742,7 @@ impl Shared {
         let Some(active) = self.codec().keyring().map(|k| k.active_id().get()) else {
             return Ok(None);
         };
-        let recorded: Option<u32> = conn
-            .prepare_cached("SELECT key_id FROM encryption_keys WHERE status = 'active'")?
-            .query_row([], |r| r.get(0))
-            .optional()?;
-        Ok(recorded.filter(|id| *id != active))
+        Ok(recorded_active_key(conn)?.filter(|id| *id != active))
     }
 
     /// Reads the keyring again from the configured source and installs it if it keeps
@@ -821,11 +824,7 @@ impl Shared {
                 )));
             }
         }
-        let recorded_active: Option<u32> = conn
-            .query_row("SELECT key_id FROM encryption_keys WHERE status = 'active'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let recorded_active = recorded_active_key(&conn)?;
         // Forward only: key ids grow with every key appended, so a recorded key older than
         // the one sealed with now is never taken up.
         let active = match recorded_active.map(KeyId::new) {

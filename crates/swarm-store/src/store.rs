@@ -604,10 +604,7 @@ fn check_keys(
             |r| r.get(0),
         )
         .map_err(err)?;
-    let current: Option<u32> = conn
-        .query_row("SELECT key_id FROM encryption_keys WHERE status = 'active'", [], |r| r.get(0))
-        .optional()
-        .map_err(err)?;
+    let current = crate::keys::recorded_active_key(conn).map_err(err)?;
     if !known || current != Some(active.get()) {
         let check = keyring.key_check(active).ok_or(OpenError::KeyRequired)?;
         let tx = conn.unchecked_transaction().map_err(err)?;

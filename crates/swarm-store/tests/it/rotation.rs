@@ -357,6 +357,14 @@ impl swarm_store::KeyringSource for KeyFile {
     }
 }
 
+/// A store that reads its keyring again from a key file holding key 1, with `configure`
+/// applied to its configuration.
+fn with_key_file(configure: impl FnOnce(StoreConfig) -> StoreConfig) -> (Arc<KeyFile>, Env) {
+    let file = KeyFile::new(crate::fixtures::keyring());
+    let source = Arc::clone(&file);
+    (file, Env::with_config(|c| configure(c.with_keyring_source(source))))
+}
+
 /// The key id a record's stored envelope names, read from the envelope itself.
 fn record_key_id(path: &std::path::Path, name: &str) -> Option<u32> {
     let blob: Vec<u8> = raw(path)
@@ -384,9 +392,8 @@ fn write_until_sealed_with(env: &Env, who: &Identity, old: u32, want: u32) {
 
 #[test]
 fn a_running_store_reads_re_sealed_rows_and_seals_with_the_new_key_after_a_rotation_elsewhere() {
-    let file = KeyFile::new(crate::fixtures::keyring());
     // One read connection: reading the keyring again must not need a second one.
-    let env = Env::with_config(|c| c.with_keyring_source(file.clone()).with_readers(1));
+    let (file, env) = with_key_file(|c| c.with_readers(1));
     let w = populate(&env, 9);
     let ann = Identity::Agent(swarm_acl::AgentId::new("ann").unwrap());
     // Another process adds key 2 to the key file and rotates: every sealed row is now
@@ -405,8 +412,7 @@ fn a_running_store_reads_re_sealed_rows_and_seals_with_the_new_key_after_a_rotat
 
 #[test]
 fn a_running_store_starts_sealing_with_the_new_active_key_without_reading_a_re_sealed_row() {
-    let file = KeyFile::new(crate::fixtures::keyring());
-    let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
+    let (file, env) = with_key_file(|c| c);
     let ann = env.agent("ann", "s1", &[]);
     file.replace(keyring_1_2());
     // Opening with key 2 active records it as the database's active key; the running
@@ -419,8 +425,7 @@ fn a_running_store_starts_sealing_with_the_new_active_key_without_reading_a_re_s
 
 #[test]
 fn a_failed_read_of_the_key_file_is_tried_again_soon() {
-    let file = KeyFile::new(crate::fixtures::keyring());
-    let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
+    let (file, env) = with_key_file(|c| c);
     let ann = env.agent("ann", "s1", &[]);
     file.fail_next.store(true, std::sync::atomic::Ordering::SeqCst);
     file.replace(keyring_1_2());
@@ -437,8 +442,7 @@ fn a_failed_read_of_the_key_file_is_tried_again_soon() {
 
 #[test]
 fn a_keyring_read_again_that_changes_a_held_key_is_not_used() {
-    let file = KeyFile::new(crate::fixtures::keyring());
-    let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
+    let (file, env) = with_key_file(|c| c);
     let w = populate(&env, 3);
     // Key 2 sealed the rows, but the key file now holds another key 1.
     let mut forged = Keyring::new(KeyId::new(1), Key::from_bytes(&[9; 32]).unwrap());
@@ -481,8 +485,7 @@ fn an_older_key_recorded_as_active_does_not_move_a_running_store_back() {
 
 #[test]
 fn a_second_pass_after_a_running_store_switched_leaves_nothing_under_the_old_key() {
-    let file = KeyFile::new(crate::fixtures::keyring());
-    let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
+    let (file, env) = with_key_file(|c| c);
     let ann = env.agent("ann", "s1", &[]);
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -521,8 +524,7 @@ fn a_second_pass_after_a_running_store_switched_leaves_nothing_under_the_old_key
 
 #[test]
 fn a_running_store_moves_forward_to_the_recorded_key_even_when_the_file_holds_a_newer_one() {
-    let file = KeyFile::new(crate::fixtures::keyring());
-    let env = Env::with_config(|c| c.with_keyring_source(file.clone()));
+    let (file, env) = with_key_file(|c| c);
     let ann = env.agent("ann", "s1", &[]);
     // The key file already holds key 3 (a rotation interrupted after appending it), while
     // the database records key 2 as active.
