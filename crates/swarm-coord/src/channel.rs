@@ -202,12 +202,15 @@ pub(crate) enum Topic {
 }
 
 impl Topic {
-    /// A key naming the topic, for the replay cache.
-    pub(crate) fn key(&self) -> String {
-        match self {
-            Topic::Channel(c) => format!("c {c}"),
-            Topic::Pattern(p) => format!("p {p}"),
-        }
+    /// Appends a key naming the topic (a channel and a pattern of the same text differ), for
+    /// the replay cache.
+    pub(crate) fn write_key(&self, out: &mut String) {
+        let (tag, text) = match self {
+            Topic::Channel(c) => ("c ", c),
+            Topic::Pattern(p) => ("p ", p),
+        };
+        out.push_str(tag);
+        out.push_str(text);
     }
 }
 

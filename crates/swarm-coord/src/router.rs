@@ -243,7 +243,7 @@ impl Router {
                 cache.sweep(now.saturating_sub(self.config.limits().replay_window_ms));
                 *last_sweep = now;
             }
-            match cache.check_and_insert(&topic.key(), env.id(), env.timestamp_ms()) {
+            match cache.check_and_insert(topic, env.id(), env.timestamp_ms()) {
                 Seen::Fresh => {}
                 Seen::Replayed => {
                     self.counters.drop_message(DropReason::Replayed);
@@ -256,14 +256,28 @@ impl Router {
             }
         }
         env.set_received_now();
+        // Every target but the last gets a copy; the last (usually the only one) takes the
+        // envelope itself.
+        let mut targets = targets;
+        let last = targets.pop();
         for sink in targets {
             match sink {
-                Sink::Queue(tx) => match tx.try_send(env.clone()) {
-                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                    Err(TrySendError::Full(_)) => self.counters.lagged(),
-                },
+                Sink::Queue(tx) => self.enqueue(&tx, env.clone()),
                 Sink::Handler(handler) => self.run_handler(handler, &env),
             }
+        }
+        match last {
+            Some(Sink::Queue(tx)) => self.enqueue(&tx, env),
+            Some(Sink::Handler(handler)) => self.run_handler(handler, &env),
+            None => {}
+        }
+    }
+
+    /// Puts a message into a subscription's queue; a full queue counts as lagging.
+    fn enqueue(&self, tx: &Sender<Envelope>, env: Envelope) {
+        match tx.try_send(env) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => self.counters.lagged(),
         }
     }
 
@@ -272,8 +286,8 @@ impl Router {
     /// running handler waits until it returns (see [`DEFERRED`]). A handler whose
     /// subscription is gone by the time its turn comes is not called.
     fn run_handler(&self, handler: SharedHandler, env: &Envelope) {
-        let counters = Arc::clone(&self.counters);
         if IN_HANDLER.get() {
+            let counters = Arc::clone(&self.counters);
             DEFERRED.with_borrow_mut(|q| q.push_back((handler, env.clone(), counters)));
             return;
         }
@@ -287,14 +301,11 @@ impl Router {
         }
         IN_HANDLER.set(true);
         let _running = Running;
-        let mut next = Some((handler, env.clone(), counters));
-        while let Some((handler, env, counters)) = next {
-            if handler.is_live() {
-                call_guarded(handler, &env, &counters);
-            } else {
-                drop(handler);
-            }
-            next = DEFERRED.with_borrow_mut(VecDeque::pop_front);
+        // This message is handed over by reference; only deliveries deferred while a handler
+        // runs are copies (copying every message showed in profiles of delivery).
+        call_if_live(handler, env, &self.counters);
+        while let Some((handler, env, counters)) = DEFERRED.with_borrow_mut(VecDeque::pop_front) {
+            call_if_live(handler, &env, &counters);
         }
     }
 
@@ -315,6 +326,13 @@ impl Router {
         for topic in topics {
             self.dispatch(&topic, channel_name, bytes);
         }
+    }
+}
+
+/// Calls a handler (see [`call_guarded`]) unless its subscription is gone.
+fn call_if_live(handler: SharedHandler, env: &Envelope, counters: &Counters) {
+    if handler.is_live() {
+        call_guarded(handler, env, counters);
     }
 }
 

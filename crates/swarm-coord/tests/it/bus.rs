@@ -37,6 +37,39 @@ fn handler_subscriptions_between_nodes() {
     scenarios::handlers(&n[0], b, None, &swarm(), Duration::from_secs(1));
 }
 
+/// Every subscription of a topic gets its own copy of a message, queues and handlers alike,
+/// whichever comes last (the last target is handed the message itself, the others copies).
+#[test]
+fn every_subscription_of_a_topic_gets_the_whole_message() {
+    let bus = nodes(1).remove(0);
+    let events = Channel::new(&swarm(), ChannelKind::Events);
+    let filter = || ChannelFilter::exact(&swarm(), ChannelKind::Events);
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = |tag: &'static str| {
+        let handled = handled.clone();
+        Box::new(move |env: &Envelope| {
+            handled.lock().unwrap().push((tag, env.id().to_owned(), env.message().clone()));
+        })
+    };
+    let first = bus.subscribe(filter()).unwrap();
+    let _h1 = bus.subscribe_with(filter(), handler("h1")).unwrap();
+    let second = bus.subscribe(filter()).unwrap();
+    let _h2 = bus.subscribe_with(filter(), handler("h2")).unwrap();
+    let message = json!({"type": "note", "n": 7, "text": "for everyone"});
+    let sent = bus.publish(&events, message.clone(), PublishOptions::new()).unwrap();
+    for sub in [&first, &second] {
+        let got = sub.try_recv().unwrap().expect("delivered to the queue");
+        assert_eq!((got.id(), got.message()), (sent.id(), &message));
+        assert!(sub.try_recv().unwrap().is_none(), "once");
+    }
+    let mut handled = handled.lock().unwrap().clone();
+    handled.sort_by_key(|h| h.0);
+    assert_eq!(
+        handled,
+        [("h1", sent.id().to_owned(), message.clone()), ("h2", sent.id().to_owned(), message)]
+    );
+}
+
 /// A handler that publishes to the bus it listens to is called again only after it
 /// returns: a chain of thousands of messages neither overflows the stack nor loses or
 /// reorders one, and the first publish returns once the chain has run out.
