@@ -504,9 +504,9 @@ impl Shared {
             let written = self.writer.run(move |ctx| {
                 crate::memory::apply_access_counts(ctx.conn(), &job).map_err(StoreError::from)
             });
-            // Put back only once the write has finally failed: the writer may run a job
-            // more than once (a retry after a busy database), and restoring inside it
-            // counted the reads twice when a later attempt succeeded.
+            // Put back only once the write's outcome is known, here and not inside the job:
+            // the job's statements can succeed while its group's COMMIT fails and rolls them
+            // back, and only the result says which.
             if let Err(e) = written {
                 self.access.restore(Arc::unwrap_or_clone(chunk).into_iter().chain(rest));
                 return Err(e);
