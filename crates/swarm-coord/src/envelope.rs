@@ -503,16 +503,24 @@ thread_local! {
 /// thread (a system call per id cost about 0.6 us on a virtual machine). Ids need only be
 /// unique, since the MAC covers them; a 128-bit stream from a 256-bit seed is. If the OS
 /// cannot give a seed, this fails with [`CoordError::Random`] and tries again next time.
+/// A thread-local destructor may call this after the generator is gone (a coordinator
+/// dropped as its thread exits publishes its leave messages): that call asks the OS.
 pub(crate) fn new_id() -> Result<String> {
     let mut bytes = [0u8; 16];
-    IDS.with_borrow_mut(|slot| {
-        let rng = match slot {
+    let filled = IDS.try_with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let rng = match &mut *slot {
             Some(rng) => rng,
             None => slot.insert(StdRng::try_from_rng(&mut SysRng).map_err(|_| CoordError::Random)?),
         };
         rng.fill_bytes(&mut bytes);
         Ok::<_, CoordError>(())
-    })?;
+    });
+    match filled {
+        Ok(r) => r?,
+        // This thread's generator is already destroyed (a thread-local destructor publishing).
+        Err(_) => getrandom::fill(&mut bytes).map_err(|_| CoordError::Random)?,
+    }
     Ok(lower_hex(&bytes))
 }
 
@@ -622,6 +630,32 @@ mod tests {
 
     fn swarm() -> SwarmId {
         SwarmId::new("swarm-1").unwrap()
+    }
+
+    /// The generator is a thread-local, destroyed before thread-locals registered earlier
+    /// (review finding: an id made from one of their destructors aborted the process).
+    #[test]
+    fn an_id_can_be_made_while_the_thread_is_torn_down() {
+        struct MakesIdOnDrop(std::sync::mpsc::Sender<Result<String>>);
+        impl Drop for MakesIdOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.send(new_id());
+            }
+        }
+        thread_local! {
+            static HOLDER: std::cell::RefCell<Option<MakesIdOnDrop>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Registered first, so destroyed after the generator, which the id below creates.
+            HOLDER.with_borrow_mut(|h| *h = Some(MakesIdOnDrop(tx)));
+            new_id().unwrap();
+        })
+        .join()
+        .unwrap();
+        let id = rx.recv().unwrap().unwrap();
+        assert!(id.len() == 32 && valid_id(&id));
     }
 
     #[test]
