@@ -196,7 +196,7 @@ impl Router {
     /// matching subscription topic).
     pub(crate) fn dispatch(&self, topic: &Topic, channel_name: &str, bytes: &[u8]) {
         let channel = Channel::parse(channel_name).ok();
-        let targets: Vec<Sink> = {
+        let mut targets: Vec<Sink> = {
             let subs = self.subs.lock();
             if !subs.topics.contains_key(topic) {
                 return;
@@ -256,9 +256,8 @@ impl Router {
             }
         }
         env.set_received_now();
-        // Every target but the last gets a copy; the last (usually the only one) takes the
-        // envelope itself.
-        let mut targets = targets;
+        // Handlers borrow the envelope; a queue gets a copy unless it is the last target
+        // (usually the only one), which takes the envelope itself.
         let last = targets.pop();
         for sink in targets {
             match sink {
