@@ -113,31 +113,9 @@ const RELOAD_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(5
 
 impl swarm_store::KeyringSource for Source {
     fn load(&self) -> std::result::Result<Keyring, String> {
-        let path = &self.path;
-        let f = std::fs::File::open(path)
-            .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
-        let deadline = std::time::Instant::now() + RELOAD_LOCK_WAIT;
-        loop {
-            match f.try_lock_shared() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(format!(
-                        "key file {} stayed locked by another process",
-                        path.display()
-                    ));
-                }
-                // Where locks are not supported, read on, as at open.
-                Err(std::fs::TryLockError::Error(e)) => {
-                    tracing::debug!(path = %path.display(), error = %e, "key file not locked for reading");
-                    break;
-                }
-            }
-        }
-        let bytes = read_handle(&f, path).map_err(|e| e.to_string())?;
-        parse_bytes(&bytes, path).map_err(|e| e.to_string())
+        let bytes =
+            read_private_within(&self.path, Some(RELOAD_LOCK_WAIT)).map_err(|e| e.to_string())?;
+        parse_bytes(&bytes, &self.path).map_err(|e| e.to_string())
     }
 }
 
@@ -292,12 +270,51 @@ pub fn check_private(path: &Path) -> Result<()> {
 /// check and a read) and reads it from that same handle, under a shared lock so that a
 /// key being appended is never seen half written.
 fn read_private(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    read_private_within(path, None)
+}
+
+/// [`read_private`], waiting at most `wait` for another process's exclusive lock (`None`:
+/// as long as it is held).
+fn read_private_within(
+    path: &Path,
+    wait: Option<std::time::Duration>,
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     let f = std::fs::File::open(path)
         .map_err(|e| Error::Key(format!("cannot read key file {}: {e}", path.display())))?;
     // A reader only loses the guarantee against a half-written line where locks are not
     // supported; appends are single writes, so reading on is better than failing.
-    if let Err(e) = f.lock_shared() {
+    let unlocked = |e: &dyn std::fmt::Display| {
         tracing::debug!(path = %path.display(), error = %e, "key file not locked for reading");
+    };
+    match wait {
+        None => {
+            if let Err(e) = f.lock_shared() {
+                unlocked(&e);
+            }
+        }
+        Some(wait) => {
+            let deadline = std::time::Instant::now() + wait;
+            loop {
+                match f.try_lock_shared() {
+                    Ok(()) => break,
+                    Err(std::fs::TryLockError::WouldBlock)
+                        if std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        return Err(Error::Key(format!(
+                            "key file {} stayed locked by another process",
+                            path.display()
+                        )));
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        unlocked(&e);
+                        break;
+                    }
+                }
+            }
+        }
     }
     read_handle(&f, path)
 }

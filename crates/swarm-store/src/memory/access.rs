@@ -83,10 +83,15 @@ impl std::fmt::Debug for AccessKey {
     }
 }
 
+/// The three lengths an encoded key starts with.
+fn part_lengths(bytes: &[u8]) -> Option<[usize; 3]> {
+    let len = |i: usize| bytes.get(i..i + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
+    Some([len(0)?, len(2)?, len(4)?])
+}
+
 /// Splits an encoded key into the bytes of its three texts.
 fn split_bytes(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
-    let len = |i: usize| bytes.get(i..i + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
-    let (s, n, k) = (len(0)?, len(2)?, len(4)?);
+    let [s, n, k] = part_lengths(bytes)?;
     let text = bytes.get(LENGTHS..)?;
     if text.len() != s + n + k {
         return None;
@@ -238,8 +243,7 @@ impl AccessTracker {
 fn next_entry(bytes: &[u8]) -> Option<(i64, &[u8], &[u8])> {
     let at = i64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
     let rest = &bytes[8..];
-    let len = |i: usize| rest.get(i..i + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
-    let total = LENGTHS + len(0)? + len(2)? + len(4)?;
+    let total = LENGTHS + part_lengths(rest)?.iter().sum::<usize>();
     let key = rest.get(..total)?;
     Some((at, key, &rest[total..]))
 }
